@@ -1,0 +1,35 @@
+"""The `passport` console script."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import keys
+from cli.append import append
+from cli.demo import demo
+from cli.issue import issue
+from cli.show import show
+from cli.verify import verify
+
+app = typer.Typer(
+    name="passport",
+    help="Signed, offline-verifiable battery cell passports in the cell's own memory.\n\n"
+    "Exit codes: 0 ok, 1 verification failed, 2 bad usage or unreadable input.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(keys.app, name="keys")
+app.command("issue")(issue)
+app.command("append")(append)
+app.command("show")(show)
+app.command("verify")(verify)
+app.command("demo")(demo)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,428 @@
+"""Strict, deterministic CBOR (RFC 8949 section 4.2.1) on top of cbor2.
+
+Everything we sign is encoded with `dumps`, and everything we read back from a cell is decoded
+with `loads`, which accepts only the exact bytes `dumps` would produce for the decoded value:
+shortest heads, definite lengths, map keys sorted bytewise by their encoding, no duplicate keys,
+no tags, no trailing bytes. The fast path is cbor2's C decoder followed by a re-encode and
+compare; only when that comparison fails do we scan the bytes in Python to name the exact fault.
+
+cbor2's ``canonical=True`` sorts keys length-first (RFC 7049), which agrees with 4.2.1 only when
+every key of a map is an unsigned integer; `dumps` uses it only in that case.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import cbor2
+
+from passport.errors import DecodeError
+
+__all__ = [
+    "MAX_DEPTH",
+    "decode_unchecked",
+    "dumps",
+    "head",
+    "iter_sequence",
+    "loads",
+    "loads_lenient",
+]
+
+#: Deepest nesting any of our structures needs (COSE array -> header map -> CWT map -> array).
+MAX_DEPTH = 8
+
+# Tags cbor2 interprets itself; listing them lets us refuse (or keep raw) instead of decoding
+# them into datetimes, sets, shared references and the like.
+_BUILTIN_TAGS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100)
+_BUILTIN_TAGS += (256, 258, 260, 261, 1004, 55799)
+
+
+class _TagRefused(Exception):
+    pass
+
+
+def _refuse_semantic(value: object, immutable: bool) -> Any:
+    raise _TagRefused
+
+
+def _refuse_tag(tag: cbor2.CBORTag, immutable: bool) -> Any:
+    raise _TagRefused
+
+
+def _keep_tag(number: int) -> Any:
+    def keep(value: object, immutable: bool) -> cbor2.CBORTag:
+        return cbor2.CBORTag(number, value)
+
+    return keep
+
+
+_STRICT_SEMANTIC = dict.fromkeys(_BUILTIN_TAGS, _refuse_semantic)
+# Value sharing (28, 29) and string references (25, 256) change what bytes mean; never allowed.
+_LENIENT_SEMANTIC = {
+    t: (_refuse_semantic if t in (25, 28, 29, 256) else _keep_tag(t)) for t in _BUILTIN_TAGS
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding
+
+
+def head(major: int, value: int) -> bytes:
+    """The shortest initial byte(s) for `major` type with argument `value`."""
+    mt = major << 5
+    if value < 24:
+        return bytes((mt | value,))
+    if value < 0x100:
+        return bytes((mt | 24, value))
+    if value < 0x10000:
+        return bytes((mt | 25,)) + value.to_bytes(2, "big")
+    if value < 0x1_0000_0000:
+        return bytes((mt | 26,)) + value.to_bytes(4, "big")
+    if value < 0x1_0000_0000_0000_0000:
+        return bytes((mt | 27,)) + value.to_bytes(8, "big")
+    raise ValueError(f"CBOR argument out of range: {value}")
+
+
+def _only_uint_keys(obj: object) -> bool:
+    """True when every map key is an unsigned int and no float occurs (cbor2's canonical
+    encoder is then 4.2.1-deterministic). Raises ValueError for integers CBOR cannot hold
+    without a bignum tag, which we never write."""
+    if type(obj) is int:
+        if not -(1 << 64) <= obj < 1 << 64:
+            raise ValueError(f"integer {obj} does not fit in 64 bits")
+        return True
+    if isinstance(obj, Mapping):
+        return all(type(k) is int and k >= 0 and _only_uint_keys(v) for k, v in obj.items())
+    if isinstance(obj, list | tuple):
+        return all(_only_uint_keys(v) for v in obj)
+    if isinstance(obj, cbor2.CBORTag):
+        return _only_uint_keys(obj.value)
+    return not isinstance(obj, float)
+
+
+def _encode(obj: object, out: list[bytes]) -> None:
+    # bool before int: bool is a subclass of int.
+    if obj is False:
+        out.append(b"\xf4")
+    elif obj is True:
+        out.append(b"\xf5")
+    elif obj is None:
+        out.append(b"\xf6")
+    elif isinstance(obj, int):
+        out.append(head(0, obj) if obj >= 0 else head(1, -1 - obj))
+    elif isinstance(obj, bytes | bytearray | memoryview):
+        data = bytes(obj)
+        out.append(head(2, len(data)))
+        out.append(data)
+    elif isinstance(obj, str):
+        data = obj.encode("utf-8")
+        out.append(head(3, len(data)))
+        out.append(data)
+    elif isinstance(obj, list | tuple):
+        out.append(head(4, len(obj)))
+        for item in obj:
+            _encode(item, out)
+    elif isinstance(obj, Mapping):
+        pairs = []
+        for k, v in obj.items():
+            kb: list[bytes] = []
+            _encode(k, kb)
+            pairs.append((b"".join(kb), v))
+        pairs.sort(key=lambda p: p[0])
+        out.append(head(5, len(pairs)))
+        for kb_joined, v in pairs:
+            out.append(kb_joined)
+            _encode(v, out)
+    elif isinstance(obj, cbor2.CBORTag):
+        out.append(head(6, obj.tag))
+        _encode(obj.value, out)
+    elif obj is cbor2.undefined:
+        out.append(b"\xf7")
+    elif isinstance(obj, cbor2.CBORSimpleValue):
+        out.append(head(7, obj.value) if obj.value < 24 else bytes((0xF8, obj.value)))
+    elif isinstance(obj, float):
+        # Deterministic floats: shortest of half/single/double that keeps the value.
+        out.append(cbor2.dumps(obj, canonical=True))
+    else:
+        raise TypeError(f"cannot encode {type(obj).__name__} as CBOR")
+
+
+def dumps(obj: object) -> bytes:
+    """Encode `obj` deterministically (RFC 8949 section 4.2.1)."""
+    if _only_uint_keys(obj):
+        return bytes(cbor2.dumps(obj, canonical=True))
+    out: list[bytes] = []
+    _encode(obj, out)
+    return b"".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+
+
+class _OrderProbe:
+    """object_hook noting whether every decoded map has strictly increasing unsigned-int keys.
+
+    For such maps numeric order is the bytewise order of their shortest encodings, so an
+    order-preserving re-encode that reproduces the input proves full 4.2.1 determinism.
+    """
+
+    __slots__ = ("other",)
+
+    def __init__(self) -> None:
+        self.other = False
+
+    def __call__(self, value: Mapping[Any, Any], immutable: bool) -> Mapping[Any, Any]:
+        if not self.other:
+            last = -1
+            for k in value:
+                if type(k) is not int or k <= last:
+                    self.other = True
+                    break
+                last = k
+        return value
+
+
+def loads(data: bytes, *, max_depth: int = MAX_DEPTH, what: str = "CBOR item") -> Any:
+    """Decode one deterministically encoded item; anything else raises `DecodeError`.
+
+    `what` names the item in error messages ("protected header", "payload", ...).
+    """
+    if not data:
+        raise DecodeError(f"{what} is empty", rule="cbor.truncated")
+    probe = _OrderProbe()
+    try:
+        obj = cbor2.loads(
+            data,
+            max_depth=max_depth,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            semantic_decoders=_STRICT_SEMANTIC,
+            tag_hook=_refuse_tag,
+            object_hook=probe,
+        )
+    except Exception as exc:  # noqa: BLE001 - cbor2 raises many types on hostile input
+        raise _explain(data, what, exc) from None
+    if not probe.other:
+        # Every map has increasing unsigned keys, so cbor2's order-preserving encoder (shortest
+        # integer and length heads, floats always as float64) reproduces deterministic input,
+        # unless it holds a float64 that has a shorter form: only then is 0xFB in the data.
+        if cbor2.dumps(obj) == data and b"\xfb" not in data:
+            return obj
+        if cbor2.dumps(obj, canonical=True) == data:
+            return obj
+        raise _explain(data, what, None)
+    try:
+        encoded = dumps(obj)
+    except Exception as exc:  # noqa: BLE001 - e.g. an unhashable decoded key
+        raise DecodeError(f"{what} cannot be re-encoded: {exc}", rule="cbor.malformed") from None
+    if encoded != data:
+        raise _explain(data, what, None)
+    return obj
+
+
+def decode_unchecked(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
+    """Decode refusing tags, duplicate keys and indefinite lengths, but WITHOUT proving the
+    bytes deterministic: the caller must do that itself (e.g. by rebuilding them exactly).
+    Raises `DecodeError` with the precise fault."""
+    try:
+        return cbor2.loads(
+            data,
+            max_depth=max_depth,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            semantic_decoders=_STRICT_SEMANTIC,
+            tag_hook=_refuse_tag,
+        )
+    except Exception:  # noqa: BLE001 - cbor2 raises many types on hostile input
+        loads(data, max_depth=max_depth)  # raises the precise error
+        raise DecodeError("malformed CBOR", rule="cbor.malformed") from None
+
+
+def loads_lenient(data: bytes, *, max_depth: int = 64, what: str = "CBOR item") -> Any:
+    """Decode one well-formed item as found in other systems' COSE messages.
+
+    Preferred serialization is not required, but duplicate map keys, trailing bytes, shared
+    values and string references are refused; other tags are kept as raw `CBORTag` objects.
+    """
+    if not data:
+        raise DecodeError(f"{what} is empty", rule="cbor.truncated")
+    fp = io.BytesIO(data)
+    try:
+        decoder = cbor2.CBORDecoder(
+            fp,
+            max_depth=max_depth,
+            allow_duplicate_keys=False,
+            semantic_decoders=_LENIENT_SEMANTIC,
+            tag_hook=lambda tag, _immutable: tag,
+        )
+        obj = decoder.decode()
+    except Exception as exc:  # noqa: BLE001 - cbor2 raises many types on hostile input
+        raise _classify(what, exc) from None
+    if fp.tell() != len(data):
+        raise DecodeError(
+            f"{what} has {len(data) - fp.tell()} trailing bytes after the item at offset "
+            f"{fp.tell()}",
+            rule="cbor.trailing-bytes",
+        )
+    return obj
+
+
+def iter_sequence(data: bytes, *, what: str = "CBOR sequence") -> Iterator[bytes]:
+    """Split an RFC 8742 CBOR sequence into the exact bytes of each item (not decoded)."""
+    offset = 0
+    while offset < len(data):
+        end = _skip(data, offset, 0, what)
+        yield data[offset:end]
+        offset = end
+
+
+# --------------------------------------------------------------------------------------------
+# Scanner: walks the bytes to find item boundaries and to name the exact fault.
+
+_FLOAT_SIZES = {25: 2, 26: 4, 27: 8}
+
+
+class _Fault(Exception):
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__(reason)
+        self.rule = rule
+        self.reason = reason
+
+
+def _read_head(data: bytes, pos: int) -> tuple[int, int, int, int]:
+    """Return (major, additional info, argument, position after the head); strict."""
+    if pos >= len(data):
+        raise _Fault("cbor.truncated", f"data ends at offset {pos} where an item should start")
+    ib = data[pos]
+    major, ai = ib >> 5, ib & 0x1F
+    if ai < 24:
+        return major, ai, ai, pos + 1
+    if ai == 31:
+        raise _Fault("cbor.indefinite-length", f"indefinite-length item at offset {pos}")
+    if ai > 27:
+        raise _Fault("cbor.malformed", f"reserved additional information {ai} at offset {pos}")
+    size = 1 << (ai - 24)
+    if pos + 1 + size > len(data):
+        raise _Fault("cbor.truncated", f"head at offset {pos} is cut off")
+    arg = int.from_bytes(data[pos + 1 : pos + 1 + size], "big")
+    if major != 7:
+        minimum = 24 if ai == 24 else 1 << (8 * (size >> 1))
+        if arg < minimum:
+            raise _Fault(
+                "cbor.non-shortest",
+                f"argument {arg} at offset {pos} is not in its shortest form",
+            )
+    return major, ai, arg, pos + 1 + size
+
+
+def _skip(data: bytes, pos: int, depth: int, what: str) -> int:
+    try:
+        return _walk(data, pos, depth, strict=False)
+    except _Fault as fault:
+        raise DecodeError(f"{what}: {fault.reason}", rule=fault.rule) from None
+
+
+def _walk(data: bytes, pos: int, depth: int, *, strict: bool) -> int:
+    """Return the end offset of the item at `pos`; with `strict`, apply 4.2.1 rules."""
+    if depth > 400:
+        raise _Fault("cbor.too-deep", f"nesting deeper than 400 at offset {pos}")
+    start = pos
+    major, ai, arg, pos = _read_head(data, pos)
+    if major in (2, 3):
+        end = pos + arg
+        if end > len(data):
+            raise _Fault("cbor.truncated", f"string at offset {start} runs past the end")
+        if major == 3:
+            try:
+                data[pos:end].decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Fault("cbor.malformed", f"invalid UTF-8 in text at offset {start}") from None
+        return end
+    if major == 4:
+        for _ in range(arg):
+            pos = _walk(data, pos, depth + 1, strict=strict)
+        return pos
+    if major == 5:
+        previous: bytes | None = None
+        for _ in range(arg):
+            key_start = pos
+            pos = _walk(data, pos, depth + 1, strict=strict)
+            key = data[key_start:pos]
+            if strict and previous is not None:
+                if key == previous:
+                    raise _Fault("cbor.duplicate-key", f"duplicate map key at offset {key_start}")
+                if key < previous:
+                    raise _Fault(
+                        "cbor.unsorted-keys",
+                        f"map key at offset {key_start} is out of deterministic order",
+                    )
+            previous = key
+            pos = _walk(data, pos, depth + 1, strict=strict)
+        return pos
+    if major == 6:
+        if strict:
+            raise _Fault("cbor.tag", f"tag {arg} at offset {start} is not allowed here")
+        return _walk(data, pos, depth + 1, strict=strict)
+    if major == 7:
+        if ai in _FLOAT_SIZES:
+            if strict:
+                _check_float(data, start, ai, arg)
+            return pos
+        if ai == 24 and arg < 32:
+            raise _Fault("cbor.malformed", f"simple value {arg} in two bytes at offset {start}")
+        return pos
+    return pos  # major 0 and 1: integers
+
+
+def _check_float(data: bytes, start: int, ai: int, bits: int) -> None:
+    size = _FLOAT_SIZES[ai]
+    value = struct.unpack({2: ">e", 4: ">f", 8: ">d"}[size], bits.to_bytes(size, "big"))[0]
+    shortest = bytes(cbor2.dumps(value, canonical=True))
+    if len(shortest) != 1 + size:
+        raise _Fault("cbor.non-shortest", f"float at offset {start} is not in its shortest form")
+
+
+def _explain(data: bytes, what: str, exc: Exception | None) -> DecodeError:
+    """Name the first deterministic-encoding fault in `data`, or fall back to `exc`."""
+    try:
+        end = _walk(data, 0, 0, strict=True)
+        if end != len(data):
+            return DecodeError(
+                f"{what} has {len(data) - end} trailing bytes after the item at offset {end}",
+                rule="cbor.trailing-bytes",
+            )
+    except _Fault as fault:
+        return DecodeError(f"{what}: {fault.reason}", rule=fault.rule)
+    except RecursionError:
+        return DecodeError(f"{what}: nesting too deep", rule="cbor.too-deep")
+    if isinstance(exc, cbor2.CBORDecodeError) and "depth" in str(exc):
+        return DecodeError(f"{what}: nesting too deep", rule="cbor.too-deep")
+    if isinstance(exc, cbor2.CBORDecodeError) and "uplicate" in str(exc):
+        return DecodeError(f"{what}: duplicate map key", rule="cbor.duplicate-key")
+    if exc is not None:
+        return DecodeError(f"{what} is not valid CBOR: {_short(exc)}", rule="cbor.malformed")
+    return DecodeError(f"{what} is not deterministically encoded", rule="cbor.non-deterministic")
+
+
+def _classify(what: str, exc: Exception) -> DecodeError:
+    """Name a decoding failure from cbor2's exception alone (lenient decoding has no stricter
+    rules to scan for)."""
+    text = str(exc)
+    if isinstance(exc, cbor2.CBORDecodeEOF) or "premature end" in text:
+        return DecodeError(f"{what} is truncated", rule="cbor.truncated")
+    if "uplicate" in text:
+        return DecodeError(f"{what}: duplicate map key", rule="cbor.duplicate-key")
+    if "depth" in text or isinstance(exc, RecursionError):
+        return DecodeError(f"{what}: nesting too deep", rule="cbor.too-deep")
+    if isinstance(exc, _TagRefused) or "semantic tag" in text or "reference" in text:
+        return DecodeError(f"{what}: a tag that is not allowed here", rule="cbor.tag")
+    return DecodeError(f"{what} is not valid CBOR: {_short(exc)}", rule="cbor.malformed")
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
