@@ -44,7 +44,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort):
+        except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
         except Exception as exc:
             if os.environ.get("PASSPORT_DEBUG"):

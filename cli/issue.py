@@ -63,7 +63,8 @@ def issue(
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text (byte {exc.start})", source=source) from None
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(f"line {line}: not UTF-8 text (byte {exc.start})", source=source) from None
     oem_key = keys.load_private(key, keys.read_password(password_file))
     certs = load_certificates(cert)
     if not certs:
@@ -78,6 +79,7 @@ def issue(
             out_dir=out,
             overwrite=force,
             progress=advance,
+            source=source,
         )
     result = {
         "issued": summary.issued,

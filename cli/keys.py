@@ -55,7 +55,7 @@ def generate(
     Example: passport keys generate --type p256 --out oem.pem --self-signed "ACME OEM"
     """
     if key_type not in keys.KEY_TYPES:
-        raise typer.BadParameter(f"choose one of {', '.join(keys.KEY_TYPES)}", param_hint="--type")
+        raise InputError(f"--type: {key_type!r} is not one of {', '.join(keys.KEY_TYPES)}")
     password = keys.read_password(password_file)
     public_path = keys.public_path_for(out)
     cert_path = public_path.with_name(public_path.name.replace(".pub.pem", ".cert.pem"))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from passport._ed25519 import check_public_key
 from passport.errors import ChainError, SignatureError, VerificationError
 from passport.image import Image
 from passport.records import Birth, Checkpoint, Entry, SignedRecord
@@ -67,11 +68,13 @@ def _verify_with_certificate(
 
 
 def cell_public_key(birth: Birth) -> ed25519.Ed25519PublicKey:
+    """The cell key the birth record certifies, refused unless it is a sound Ed25519 point."""
     try:
+        check_public_key(birth.cell_public_key)
         return ed25519.Ed25519PublicKey.from_public_bytes(birth.cell_public_key)
-    except ValueError:
+    except ValueError as exc:
         raise ChainError(
-            "the birth record certifies an invalid cell key", rule="chain.cell-key"
+            f"the birth record certifies an unusable cell key: {exc}", rule="chain.cell-key"
         ) from None
 
 

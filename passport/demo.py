@@ -148,6 +148,6 @@ def run_demo(
             verify_image(writer.read_image(path), store)
             report.verified_ok += 1
         except VerificationError as exc:
-            report.failed[str(path)] = str(exc)
+            report.failed[str(path)] = f"{exc.reason} [{exc.rule}]"
     report.seconds = time.perf_counter() - started
     return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Any
 
 from passport.image import Image
@@ -25,6 +26,11 @@ _VALUE_UNITS: dict[str, tuple[str, int]] = {
 }
 
 
+def code_name(member: IntEnum) -> str:
+    """The name users type and read: lower case with hyphens (``thermal-event``)."""
+    return member.name.lower().replace("_", "-")
+
+
 def describe_values(values: Values) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, (label, scale) in _VALUE_UNITS.items():
@@ -32,11 +38,11 @@ def describe_values(values: Values) -> dict[str, Any]:
         if value is not None:
             out[label] = human(value, scale)
     if values.soh_method is not None:
-        out["soh_method"] = values.soh_method.name.lower()
+        out["soh_method"] = code_name(values.soh_method)
     if values.events:
-        out["negative_events"] = [e.name.lower() for e in values.events]
+        out["negative_events"] = [code_name(e) for e in values.events]
     if values.status is not None:
-        out["status"] = values.status.name.lower()
+        out["status"] = code_name(values.status)
     if values.parents:
         out["parents"] = [str(p) for p in values.parents]
     return out
@@ -77,7 +83,7 @@ def describe_birth(birth: Birth) -> dict[str, Any]:
 def describe_record(record: SignedRecord) -> dict[str, Any]:
     body = record.body
     out: dict[str, Any] = {
-        "kind": record.kind.name.lower(),
+        "kind": code_name(record.kind),
         "sha256": record.digest.hex(),
         "bytes": len(record.raw),
         "signer": "cell" if record.x5t is None else f"x5t:{record.x5t[1].hex()}",

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from passport import ids, units
+from passport._ed25519 import check_public_key
 from passport._fileio import write_atomic
 from passport.cose import PrivateKey
 from passport.errors import DecodeError, InputError
@@ -131,11 +132,12 @@ def _cell(row: dict[str, str], line: int, issued_at: int) -> tuple[Birth, bool]:
     if key_text:
         try:
             cell_key = bytes.fromhex(key_text)
-            ed25519.Ed25519PublicKey.from_public_bytes(cell_key)
         except ValueError:
-            raise InputError(
-                "column cell_public_key: expected a 64-hex-digit Ed25519 key"
-            ) from None
+            raise InputError("column cell_public_key: expected 64 hex digits") from None
+        try:
+            check_public_key(cell_key)
+        except ValueError as exc:
+            raise InputError(f"column cell_public_key: not a usable Ed25519 key: {exc}") from None
     else:
         cell_key = bytes(32)  # replaced by the generated key when signing
     birth = Birth(
@@ -174,8 +176,25 @@ def _cell(row: dict[str, str], line: int, issued_at: int) -> tuple[Birth, bool]:
     try:
         check_body(birth)
     except DecodeError as exc:
-        raise InputError(exc.reason) from None
+        raise InputError(_in_csv_terms(exc.reason)) from None
     return birth, not key_text
+
+
+# How the record decoder names a field -> the CSV column(s) it comes from
+_FIELD_COLUMNS = {
+    "payload key 3 (model)": "column model",
+    "payload key 10 (site)": "column site",
+    "CWT claim iss (manufacturer)": "column manufacturer",
+    "CWT claim sub (battery id)": "column battery_id",
+    "payload key 6 (voltages)": "columns min_voltage_v, nominal_voltage_v, max_voltage_v",
+}
+
+
+def _in_csv_terms(reason: str) -> str:
+    for field_name, column in _FIELD_COLUMNS.items():
+        if reason.startswith(field_name):
+            return column + reason[len(field_name) :]
+    return reason
 
 
 def read_cells(text: str, *, source: str, issued_at: int) -> list[CellRow]:
@@ -228,6 +247,7 @@ def issue_batch(
     out_dir: str | os.PathLike[str],
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    source: str | None = None,
 ) -> IssueSummary:
     """Sign and write one image (and, when generated, one cell key file) per row."""
     rows = list(rows)
@@ -246,6 +266,10 @@ def issue_batch(
     x5t = thumbprint(oem_cert)
     summary = IssueSummary(profile=profile.name, out_dir=str(out))
     started = time.perf_counter()
+    # Sign and lay out every image in memory first: a row that does not fit its tag must not
+    # leave the rows before it written.
+    prepared: list[tuple[CellRow, Image, ed25519.Ed25519PrivateKey | None]] = []
+    errors: list[str] = []
     for row in rows:
         birth = row.birth
         cell_key = None
@@ -254,28 +278,31 @@ def issue_batch(
             raw_key = cell_key.public_key().public_bytes(
                 serialization.Encoding.Raw, serialization.PublicFormat.Raw
             )
-            birth = _with_key(birth, raw_key)
+            birth = replace(birth, cell_public_key=raw_key)
         record = SignedRecord.sign(birth, oem_key, x5t=x5t)
         try:
-            image = Image.create(record, profile)
+            prepared.append((row, Image.create(record, profile), cell_key))
         except InputError as exc:
-            raise InputError(f"line {row.line}: {exc.reason}") from None
+            errors.append(f"line {row.line}: {exc.reason}")
+    if errors:
+        shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
+        raise InputError(
+            f"rows that do not fit {profile.name} ({profile.size} B):\n  " + "\n  ".join(shown),
+            source=source,
+        )
+    for row, image, cell_key in prepared:
         image_path = out / f"{row.stem}{IMAGE_SUFFIX}"
         if cell_key is not None:
             keys.save_private(cell_key, out / f"{row.stem}{CELL_KEY_SUFFIX}", overwrite=True)
         write_atomic(image_path, image.to_bytes(), overwrite=True)
         summary.issued += 1
-        summary.birth_bytes.append(len(record.raw))
+        summary.birth_bytes.append(len(image.birth.raw))
         summary.free_bytes.append(image.free_bytes)
         summary.images.append(str(image_path))
         if progress is not None:
             progress(1)
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _with_key(birth: Birth, key: bytes) -> Birth:
-    return replace(birth, cell_public_key=key)
 
 
 def now_epoch() -> int:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from passport import units
 from passport._fileio import append_bytes, read_bytes, write_atomic
 from passport.cose import PrivateKey
+from passport.describe import code_name
 from passport.errors import DecodeError, InputError
 from passport.image import Image
 from passport.records import (
@@ -57,19 +58,21 @@ VALUE_OPTIONS: dict[str, tuple[str, int, str]] = {
 _U16_FIELDS = frozenset({"soh_capacity_cpct", "soh_power_cpct", "soh_sigma_cpct"})
 
 
-def _code(enum: type[E], text: str, what: str) -> E:
+def _code(enum: type[E], text: str, what: str, allowed: Iterable[E] | None = None) -> E:
+    members = list(allowed if allowed is not None else enum)
     name = text.strip().upper().replace("-", "_")
-    if name not in enum.__members__:
-        choices = ", ".join(m.lower().replace("_", "-") for m in enum.__members__)
-        raise InputError(f"{what}: {text!r} is not one of {choices}")
-    return enum[name]
+    for member in members:
+        if member.name == name:
+            return member
+    choices = ", ".join(code_name(m) for m in members)
+    raise InputError(f"{what}: {text!r} is not one of {choices}")
 
 
 def parse_kind(text: str) -> Kind:
-    kind = _code(Kind, text, "--kind")
-    if not kind.is_entry:
-        raise InputError(f"--kind: {text!r} is not a history entry kind")
-    return kind
+    return _code(Kind, text, "--kind", ENTRY_KINDS_ORDERED)
+
+
+ENTRY_KINDS_ORDERED = tuple(k for k in Kind if k.is_entry)
 
 
 def parse_values(

@@ -10,6 +10,7 @@ import datetime as dt
 import itertools
 import uuid
 from collections.abc import Callable, Mapping
+from enum import IntEnum
 from typing import Any, TypeVar
 
 from passport import cbor
@@ -68,7 +69,7 @@ MAX_PARENTS = 200
 _EPOCH = dt.date(1970, 1, 1)
 GS1_RESOLVER = "https://id.gs1.org"
 
-E = TypeVar("E", bound=Any)
+E = TypeVar("E", bound=IntEnum)
 
 
 def _fail(what: str, reason: str, rule: str = "record.field") -> DecodeError:
@@ -104,13 +105,17 @@ def _text(value: object, what: str, max_bytes: int = MAX_TEXT) -> str:
     return value
 
 
-def _enum(value: object, enum: Callable[[int], E], what: str) -> E:
-    if type(value) is not int:
-        raise _fail(what, f"expected a code, got {value!r}")
-    try:
-        return enum(value)
-    except ValueError:
-        raise _fail(what, f"unknown code {value}") from None
+def _enum(value: object, enum: type[E], what: str) -> E:
+    member = _MEMBERS[enum].get(value) if type(value) is int else None
+    if member is None:
+        raise _fail(what, f"unknown code {value!r}")
+    return member  # type: ignore[return-value]
+
+
+# Lookup tables: calling an IntEnum to validate a code costs more than the rest of a field.
+_MEMBERS: dict[type, dict[int, IntEnum]] = {
+    e: {m.value: m for m in e} for e in (Chemistry, SohMethod, Status, Event)
+}
 
 
 def _array(value: object, what: str, size: int) -> list[Any]:
@@ -218,7 +223,9 @@ def _encode_values(values: Values, out: dict[int, object]) -> None:
             if value:
                 out[key] = [p.bytes for p in value]
         elif value is not None:
-            out[key] = int(value)
+            # Enums go out as plain ints; anything else is left as it is, so the decoder's
+            # check refuses it instead of int() silently truncating a float.
+            out[key] = int(value) if isinstance(value, IntEnum) else value
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,7 +324,7 @@ def decode_kind(payload: object) -> Kind:
     if type(payload) is not dict:
         raise DecodeError("payload must be a map", rule="record.malformed")
     version = payload.get(K_VERSION)
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise DecodeError(
             f"payload format version {version!r} is not supported (expected {FORMAT_VERSION})",
             rule="record.version",
@@ -368,7 +375,11 @@ def decode_body(kind: Kind, payload: dict[int, object], claims: object) -> Body:
 
 def _decode_birth(payload: dict[int, object], claims: object) -> Birth:
     _check_keys(payload, _BIRTH_KEYS, _BIRTH_KEYS, "birth")
-    if type(claims) is not dict or claims.keys() != {CWT_ISS, CWT_SUB, CWT_IAT}:
+    if (
+        type(claims) is not dict
+        or any(type(k) is not int for k in claims)
+        or claims.keys() != {CWT_ISS, CWT_SUB, CWT_IAT}
+    ):
         raise DecodeError(
             "birth CWT claims (header 15) must hold exactly iss (1), sub (2) and iat (6)",
             rule="record.claims",

@@ -13,6 +13,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+import cbor2
+
 from passport import cbor, cose
 from passport.errors import DecodeError, InputError
 from passport.records.codec import decode_body, decode_kind, encode_body
@@ -92,20 +94,12 @@ class SignedRecord:
                 "COSE_Sign1 is not deterministically encoded", rule="cbor.non-deterministic"
             )
         protected = _protected(protected_bytes)
-        payload = cbor.loads(payload_bytes, what="payload")
+        payload = _payload(payload_bytes)
         kind = decode_kind(payload)
         alg, x5t = _header_facts(kind, protected_bytes)
         body = decode_body(kind, payload, protected.get(cose.HDR_CWT_CLAIMS))
-        return cls(
-            raw=raw,
-            body=body,
-            alg=alg,
-            x5t=x5t,
-            protected_bytes=protected_bytes,
-            payload_bytes=payload_bytes,
-            signature=signature,
-            digest=hashlib.sha256(raw).digest(),
-        )
+        digest = hashlib.sha256(raw).digest()
+        return cls(raw, body, alg, x5t, protected_bytes, payload_bytes, signature, digest)
 
     @classmethod
     def sign(cls, body: Body, key: cose.PrivateKey, *, x5t: X5t | None = None) -> SignedRecord:
@@ -146,6 +140,31 @@ def _encode_outer(protected_bytes: bytes, payload_bytes: bytes, signature: bytes
     )
 
 
+def _payload(payload_bytes: bytes) -> dict[Any, Any]:
+    """Decode a payload map and prove its bytes deterministic.
+
+    Payload maps are flat (their values are integers, strings and arrays, never maps or floats:
+    the codec refuses anything else), so increasing unsigned-int keys plus an order-preserving
+    re-encode that reproduces the bytes is the whole 4.2.1 check; `cbor.loads` names the fault
+    otherwise.
+    """
+    payload = cbor.decode_unchecked(payload_bytes, max_depth=3)
+    if type(payload) is dict:
+        last = -1
+        for key in payload:
+            if type(key) is not int or key <= last:
+                break
+            last = key
+        else:
+            if cbor2.dumps(payload) == payload_bytes:
+                return payload
+    result = cbor.loads(payload_bytes, what="payload")
+    if type(result) is not dict:
+        raise DecodeError("payload must be a map", rule="record.malformed")
+    _int_keys(result, "payload", "record.unknown-field")
+    return result  # deterministic after all (e.g. a map nested in a value): the codec decides
+
+
 @functools.lru_cache(maxsize=512)
 def _protected(protected_bytes: bytes) -> dict[Any, Any]:
     """Decode a protected header. Cached: a cell writes the same few headers all its life.
@@ -153,7 +172,15 @@ def _protected(protected_bytes: bytes) -> dict[Any, Any]:
     protected = cbor.loads(protected_bytes, what="protected header")
     if type(protected) is not dict:
         raise DecodeError("protected header must be a map", rule="cose.malformed")
+    _int_keys(protected, "protected header", "cose.malformed")
     return protected
+
+
+def _int_keys(mapping: dict[Any, Any], what: str, rule: str) -> None:
+    """Python equates True, 1 and 1.0: only exact ints may be keys of our maps."""
+    odd = [k for k in mapping if type(k) is not int]
+    if odd:
+        raise DecodeError(f"{what} has keys that are not integers: {odd!r}", rule=rule)
 
 
 @functools.lru_cache(maxsize=512)
