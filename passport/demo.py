@@ -14,15 +14,18 @@ import io
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from passport import issuance, writer
-from passport._fileio import read_bytes, write_atomic
+import cbor2
+
+from passport import cbor, issuance, writer
+from passport._fileio import write_atomic
 from passport.chain import verify_image
 from passport.errors import VerificationError
-from passport.image import PROFILES
-from passport.records import Kind, SohMethod, Values
+from passport.image import PROFILES, Image
+from passport.records import Entry, Kind, SignedRecord, SohMethod, Values
+from passport.records.codec import encode_body
 from passport.trust import keys
 from passport.trust.store import CertificateStore
 
@@ -65,6 +68,21 @@ def _cells_csv(count: int, rng: random.Random) -> str:
             "DE-BER1", life, "60", sheet,
         ])  # fmt: skip
     return out.getvalue()
+
+
+def _overstate_soh(image: Image, cpct: int) -> bytes:
+    """The image with its last entry's SoH raised, re-encoded around the old signature."""
+    target = image.entries[-1]
+    assert isinstance(target.body, Entry)
+    assert target.body.values.soh_capacity_cpct is not None
+    soh = min(10_000, target.body.values.soh_capacity_cpct + cpct)
+    forged = replace(target.body, values=target.body.values._replace(soh_capacity_cpct=soh))
+    payload, _ = encode_body(forged)
+    raw = cbor.dumps(
+        cbor2.CBORTag(18, [target.protected_bytes, {}, cbor.dumps(payload), target.signature])
+    )
+    entries = (*image.entries[:-1], SignedRecord.from_bytes(raw))
+    return replace(image, entries=entries).to_bytes()
 
 
 def run_demo(
@@ -132,14 +150,10 @@ def run_demo(
         if progress is not None:
             progress(1)
 
-    # A counterfeiter edits one cell's state of health on its tag: one byte in a signed entry.
+    # A counterfeiter raises one cell's state of health by 8 points on its tag, keeping the
+    # record well-formed: only the signature can tell.
     victim = images[len(images) // 2]
-    data = bytearray(read_bytes(victim))
-    image = writer.read_image(victim)
-    target = image.entries[-1]
-    offset = bytes(data).index(target.raw) + len(target.raw) - 70
-    data[offset] ^= 0x01
-    write_atomic(victim, bytes(data), overwrite=True)
+    write_atomic(victim, _overstate_soh(writer.read_image(victim), 800), overwrite=True)
     report.tampered = str(victim)
 
     store = CertificateStore([cert])
