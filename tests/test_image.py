@@ -497,3 +497,45 @@ def test_byte_changes_property(changes: list[tuple[int, int]]) -> None:
 def test_inserted_bytes_are_refused(extra: bytes, position: int) -> None:
     """Inserting bytes anywhere changes the file length: refused."""
     assert accepted(DATA[:position] + extra + DATA[position:]) is None
+
+
+# Hypothesis: any history a cell and a tester could write round-trips through the tag bytes and
+# still verifies, whatever the memory and however much was evicted on the way.
+entry_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "fec_deci": st.integers(0, 2**32 - 1),
+        "ah_deci": st.integers(0, 2**32 - 1),
+        "wh": st.integers(0, 2**32 - 1),
+        "soh_capacity_cpct": st.integers(0, 65535),
+        "minutes_hot": st.integers(0, 2**32 - 1),
+        "events": st.sets(st.sampled_from(Event), min_size=1).map(lambda s: tuple(sorted(s))),
+        "status": st.sampled_from(Status),
+    },
+).map(lambda kw: Values(**kw))
+
+
+@settings(max_examples=40)
+@given(
+    profile=st.sampled_from(EVICTING_PROFILES),
+    steps=st.lists(st.tuples(entry_values, st.booleans()), min_size=1, max_size=14),
+)
+def test_any_history_round_trips_and_verifies(
+    profile: str, steps: list[tuple[Values, bool]]
+) -> None:
+    pp = passport()
+    lab_key, lab_cert = actor(TEST_LAB)
+    image = Image.create(pp.birth, profile)
+    written: list[SignedRecord] = []
+    for values, by_lab in steps:
+        record = (
+            next_entry(image, lab_key, values, x5t=thumbprint(lab_cert))
+            if by_lab
+            else next_entry(image, pp.cell, values)
+        )
+        image, _ = image.append(record, cell_key=pp.cell)
+        written.append(record)
+    decoded = Image.from_bytes(image.to_bytes())
+    assert decoded == image
+    assert decoded.entries == tuple(written[-len(decoded.entries) :])
+    verify_image(decoded, pp.store)

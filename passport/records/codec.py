@@ -184,25 +184,35 @@ def _parents(value: object, what: str) -> tuple[uuid.UUID, ...]:
     return parents
 
 
+_FIRST_VALUE_KEY = 5
+_VALUE_CHECKS = [
+    _VALUE_KEYS[k] for k in range(_FIRST_VALUE_KEY, _FIRST_VALUE_KEY + len(Values._fields))
+]
+assert [name for name, _ in _VALUE_CHECKS] == list(Values._fields)
+
+
 def _decode_values(payload: Mapping[int, object]) -> Values:
-    kwargs: dict[str, Any] = {}
+    # Values' fields are keys 5..20 in order, so the tuple is filled by position.
+    slots: list[Any] | None = None
     for key, value in payload.items():
-        spec = _VALUE_KEYS.get(key)
-        if spec is None:
+        index = key - _FIRST_VALUE_KEY
+        if not 0 <= index < 16:
             continue
-        name, check = spec
+        if slots is None:
+            slots = list(_EMPTY)
+        name, check = _VALUE_CHECKS[index]
         if type(check) is int:
             if type(value) is not int or not 0 <= value <= check:
                 raise _fail(
                     f"payload key {key} ({name})",
                     f"expected an integer in 0..{check}, got {value!r}",
                 )
-            kwargs[name] = value
+            slots[index] = value
         else:
-            kwargs[name] = check(value, f"payload key {key} ({name})")  # type: ignore[operator]
-    if not kwargs:
+            slots[index] = check(value, f"payload key {key} ({name})")  # type: ignore[operator]
+    if slots is None:
         return _EMPTY
-    values = Values(**kwargs)
+    values: Values = tuple.__new__(Values, slots)
     if values.soh_sigma_cpct is not None and values.soh_capacity_cpct is None:
         raise _fail("payload key 12 (soh_sigma_cpct)", "an uncertainty needs a capacity SoH")
     if values.parents and values.status is None:

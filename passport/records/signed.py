@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from passport import cbor, cose
-from passport.errors import DecodeError, InputError
+from passport.errors import DecodeError, InputError, SignatureError
 from passport.records.codec import decode_body, decode_kind, encode_body
 from passport.records.model import Body, Kind
 
@@ -24,6 +26,7 @@ from passport.records.model import Body, Kind
 MAX_RECORD_BYTES = 4096
 
 _COSE_TAG_BYTE = 0xD2  # tag 18, one-byte head
+_ED25519_PUBLIC = type(ed25519.Ed25519PrivateKey.generate().public_key())
 _ED25519_ALGS = frozenset({cose.ALG_ED25519, cose.ALG_EDDSA})
 _P256_ALGS = frozenset({cose.ALG_ESP256, cose.ALG_ES256})
 _RECORD_ALGS = _ED25519_ALGS | _P256_ALGS
@@ -71,33 +74,20 @@ class SignedRecord:
                 "record must start with the COSE_Sign1 tag (18)", rule="record.untagged"
             )
         outer = cbor.decode_unchecked(raw[1:], max_depth=2)
-        if type(outer) is not list or len(outer) != 4:
-            raise DecodeError("COSE_Sign1 must be an array of 4 items", rule="cose.malformed")
-        protected_bytes, unprotected, payload_bytes, signature = outer
-        if type(protected_bytes) is not bytes or type(payload_bytes) is not bytes:
-            raise DecodeError(
-                "protected header and payload must be byte strings", rule="cose.malformed"
-            )
-        if type(signature) is not bytes:
-            raise DecodeError("signature must be a byte string", rule="cose.malformed")
-        if type(unprotected) is not dict or unprotected:
-            raise DecodeError(
-                "unprotected header must be empty on the cell", rule="record.unprotected"
-            )
-        if len(signature) != 64:
-            raise DecodeError(
-                f"signature must be 64 bytes, got {len(signature)}", rule="cose.signature-length"
-            )
-        if raw != _encode_outer(protected_bytes, payload_bytes, signature):
-            cbor.loads(raw[1:], what="COSE_Sign1")  # names the exact fault
-            raise DecodeError(
-                "COSE_Sign1 is not deterministically encoded", rule="cbor.non-deterministic"
-            )
-        protected = _protected(protected_bytes)
+        try:
+            protected_bytes, _unprotected, payload_bytes, signature = outer
+            # Rebuilding the only bytes [bstr, {}, bstr, bstr .size 64] can be and comparing
+            # proves the whole envelope (types, empty unprotected map, signature length,
+            # shortest heads, no trailing bytes) in one step.
+            exact = raw == _encode_outer(protected_bytes, payload_bytes, signature)
+        except (TypeError, ValueError):
+            exact = False
+        if not exact:
+            raise _envelope_fault(raw, outer)
         payload = _payload(payload_bytes)
         kind = decode_kind(payload)
-        alg, x5t = _header_facts(kind, protected_bytes)
-        body = decode_body(kind, payload, protected.get(cose.HDR_CWT_CLAIMS))
+        alg, x5t, claims = _header_facts(kind, protected_bytes)
+        body = decode_body(kind, payload, claims)
         digest = hashlib.sha256(raw).digest()
         return cls(raw, body, alg, x5t, protected_bytes, payload_bytes, signature, digest)
 
@@ -121,7 +111,40 @@ class SignedRecord:
     def verify(self, public_key: cose.PublicKey) -> None:
         """Check the signature with `public_key`; raises `SignatureError`."""
         tbs = cose.sig_structure(self.protected_bytes, b"", self.payload_bytes)
+        if type(public_key) is _ED25519_PUBLIC and self.alg in _ED25519_ALGS:
+            # The common case (a cell's entry), without the generic dispatch: decoding already
+            # fixed the algorithm and the 64-byte signature length.
+            try:
+                public_key.verify(self.signature, tbs)
+            except InvalidSignature:
+                raise SignatureError(
+                    "signature does not verify", rule="cose.signature-invalid"
+                ) from None
+            return
         cose.verify_signature(self.alg, public_key, tbs, self.signature)
+
+
+def _envelope_fault(raw: bytes, outer: object) -> DecodeError:
+    """Name what is wrong with a COSE envelope that is not exactly what we write."""
+    if type(outer) is not list or len(outer) != 4:
+        return DecodeError("COSE_Sign1 must be an array of 4 items", rule="cose.malformed")
+    protected_bytes, unprotected, payload_bytes, signature = outer
+    if type(protected_bytes) is not bytes or type(payload_bytes) is not bytes:
+        return DecodeError(
+            "protected header and payload must be byte strings", rule="cose.malformed"
+        )
+    if type(signature) is not bytes:
+        return DecodeError("signature must be a byte string", rule="cose.malformed")
+    if type(unprotected) is not dict or unprotected:
+        return DecodeError(
+            "unprotected header must be empty on the cell", rule="record.unprotected"
+        )
+    if len(signature) != 64:
+        return DecodeError(
+            f"signature must be 64 bytes, got {len(signature)}", rule="cose.signature-length"
+        )
+    cbor.loads(raw[1:], what="COSE_Sign1")  # raises, naming the exact encoding fault
+    return DecodeError("COSE_Sign1 is not deterministically encoded", rule="cbor.non-deterministic")
 
 
 def _encode_outer(protected_bytes: bytes, payload_bytes: bytes, signature: bytes) -> bytes:
@@ -165,10 +188,8 @@ def _payload(payload_bytes: bytes) -> dict[Any, Any]:
     return result  # deterministic after all (e.g. a map nested in a value): the codec decides
 
 
-@functools.lru_cache(maxsize=512)
 def _protected(protected_bytes: bytes) -> dict[Any, Any]:
-    """Decode a protected header. Cached: a cell writes the same few headers all its life.
-    Callers must not mutate the returned map."""
+    """Decode a protected header strictly."""
     protected = cbor.loads(protected_bytes, what="protected header")
     if type(protected) is not dict:
         raise DecodeError("protected header must be a map", rule="cose.malformed")
@@ -184,8 +205,9 @@ def _int_keys(mapping: dict[Any, Any], what: str, rule: str) -> None:
 
 
 @functools.lru_cache(maxsize=512)
-def _header_facts(kind: Kind, protected_bytes: bytes) -> tuple[int, X5t | None]:
-    """(alg, x5t) of a protected header that suits `kind`; cached like `_protected`."""
+def _header_facts(kind: Kind, protected_bytes: bytes) -> tuple[int, X5t | None, object]:
+    """(alg, x5t, CWT claims) of a protected header that suits `kind`. Cached: a cell writes
+    the same header all its life, so most records skip decoding it."""
     protected = _protected(protected_bytes)
     alg = protected.get(cose.HDR_ALG)
     if type(alg) is not int or alg not in _RECORD_ALGS:
@@ -194,7 +216,7 @@ def _header_facts(kind: Kind, protected_bytes: bytes) -> tuple[int, X5t | None]:
             "P-256 (-9, -7)",
             rule="cose.alg-unsupported",
         )
-    return alg, _check_header(kind, protected)
+    return alg, _check_header(kind, protected), protected.get(cose.HDR_CWT_CLAIMS)
 
 
 def _check_header(kind: Kind, protected: dict[Any, Any]) -> X5t | None:
