@@ -11,10 +11,23 @@ import itertools
 import uuid
 from collections.abc import Callable, Mapping
 from enum import IntEnum
-from typing import Any, TypeVar
+from typing import Any
 
 from passport import cbor
 from passport.errors import DecodeError, InputError
+from passport.records._fields import (
+    U16,
+    U32,
+    U64,
+    array,
+    bstr,
+    check_keys,
+    code,
+    fail,
+    sint,
+    text,
+    uint,
+)
 from passport.records.model import (
     FORMAT_VERSION,
     Birth,
@@ -61,83 +74,9 @@ CWT_ISS = 1
 CWT_SUB = 2
 CWT_IAT = 6
 
-U16 = 0xFFFF
-U32 = 0xFFFF_FFFF
-U64 = 0xFFFF_FFFF_FFFF_FFFF
-MAX_TEXT = 128
 MAX_PARENTS = 200
 _EPOCH = dt.date(1970, 1, 1)
 GS1_RESOLVER = "https://id.gs1.org"
-
-E = TypeVar("E", bound=IntEnum)
-
-
-def _fail(what: str, reason: str, rule: str = "record.field") -> DecodeError:
-    return DecodeError(f"{what}: {reason}", rule=rule)
-
-
-def _uint(value: object, what: str, hi: int = U32, lo: int = 0) -> int:
-    if type(value) is not int or not lo <= value <= hi:
-        raise _fail(what, f"expected an integer in {lo}..{hi}, got {value!r}")
-    return value
-
-
-def _sint(value: object, what: str, lo: int, hi: int) -> int:
-    if type(value) is not int or not lo <= value <= hi:
-        raise _fail(what, f"expected an integer in {lo}..{hi}, got {value!r}")
-    return value
-
-
-def _bstr(value: object, what: str, size: int) -> bytes:
-    if type(value) is not bytes or len(value) != size:
-        got = f"{len(value)} bytes" if isinstance(value, bytes) else repr(value)
-        raise _fail(what, f"expected {size} bytes, got {got}")
-    return value
-
-
-def _text(value: object, what: str, max_bytes: int = MAX_TEXT) -> str:
-    if type(value) is not str or not value:
-        raise _fail(what, f"expected non-empty text, got {value!r}")
-    if len(value.encode("utf-8")) > max_bytes:
-        raise _fail(what, f"longer than {max_bytes} bytes")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
-        raise _fail(what, "contains control characters")
-    return value
-
-
-def _enum(value: object, enum: type[E], what: str) -> E:
-    member = _MEMBERS[enum].get(value) if type(value) is int else None
-    if member is None:
-        raise _fail(what, f"unknown code {value!r}")
-    return member  # type: ignore[return-value]
-
-
-# Lookup tables: calling an IntEnum to validate a code costs more than the rest of a field.
-_MEMBERS: dict[type, dict[int, IntEnum]] = {
-    e: {m.value: m for m in e} for e in (Chemistry, SohMethod, Status, Event)
-}
-
-
-def _array(value: object, what: str, size: int) -> list[Any]:
-    if type(value) is not list or len(value) != size:
-        raise _fail(what, f"expected an array of {size} items, got {value!r}")
-    return value
-
-
-def _check_keys(
-    payload: Mapping[int, object], allowed: frozenset[int], required: frozenset[int], what: str
-) -> None:
-    keys = payload.keys()
-    if not keys <= allowed:
-        raise DecodeError(
-            f"{what} payload has unknown keys {sorted(keys - allowed, key=repr)}",
-            rule="record.unknown-field",
-        )
-    if not required <= keys:
-        raise DecodeError(
-            f"{what} payload lacks required keys {sorted(required - keys)}",
-            rule="record.missing-field",
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,7 +90,7 @@ _VALUE_KEYS: dict[int, tuple[str, int | Callable[[object, str], object]]] = {
     8: ("soh_capacity_cpct", U16),
     9: ("soh_power_cpct", U16),
     10: ("resistance_uohm", U32),
-    11: ("soh_method", lambda v, w: _enum(v, SohMethod, w)),
+    11: ("soh_method", lambda v, w: code(v, SohMethod, w)),
     12: ("soh_sigma_cpct", U16),
     13: ("minutes_hot", U32),
     14: ("minutes_cold", U32),
@@ -159,7 +98,7 @@ _VALUE_KEYS: dict[int, tuple[str, int | Callable[[object, str], object]]] = {
     16: ("deep_discharges", U32),
     17: ("overcharges", U32),
     18: ("events", lambda v, w: _events(v, w)),
-    19: ("status", lambda v, w: _enum(v, Status, w)),
+    19: ("status", lambda v, w: code(v, Status, w)),
     20: ("parents", lambda v, w: _parents(v, w)),
 }
 _VALUE_KEY_OF = {name: key for key, (name, _) in _VALUE_KEYS.items()}
@@ -168,19 +107,19 @@ VALUE_KEYS = frozenset(_VALUE_KEYS)
 
 def _events(value: object, what: str) -> tuple[Event, ...]:
     if type(value) is not list or not value:
-        raise _fail(what, f"expected a non-empty array of event codes, got {value!r}")
-    events = tuple(_enum(v, Event, what) for v in value)
+        raise fail(what, f"expected a non-empty array of event codes, got {value!r}")
+    events = tuple(code(v, Event, what) for v in value)
     if any(a >= b for a, b in itertools.pairwise(events)):
-        raise _fail(what, "event codes must be unique and in increasing order")
+        raise fail(what, "event codes must be unique and in increasing order")
     return events
 
 
 def _parents(value: object, what: str) -> tuple[uuid.UUID, ...]:
     if type(value) is not list or not 0 < len(value) <= MAX_PARENTS:
-        raise _fail(what, f"expected 1..{MAX_PARENTS} passport ids")
-    parents = tuple(uuid.UUID(bytes=_bstr(v, what, 16)) for v in value)
+        raise fail(what, f"expected 1..{MAX_PARENTS} passport ids")
+    parents = tuple(uuid.UUID(bytes=bstr(v, what, 16)) for v in value)
     if len(set(parents)) != len(parents):
-        raise _fail(what, "duplicate parent passport id")
+        raise fail(what, "duplicate parent passport id")
     return parents
 
 
@@ -203,7 +142,7 @@ def _decode_values(payload: Mapping[int, object]) -> Values:
         name, check = _VALUE_CHECKS[index]
         if type(check) is int:
             if type(value) is not int or not 0 <= value <= check:
-                raise _fail(
+                raise fail(
                     f"payload key {key} ({name})",
                     f"expected an integer in 0..{check}, got {value!r}",
                 )
@@ -214,9 +153,9 @@ def _decode_values(payload: Mapping[int, object]) -> Values:
         return _EMPTY
     values: Values = tuple.__new__(Values, slots)
     if values.soh_sigma_cpct is not None and values.soh_capacity_cpct is None:
-        raise _fail("payload key 12 (soh_sigma_cpct)", "an uncertainty needs a capacity SoH")
+        raise fail("payload key 12 (soh_sigma_cpct)", "an uncertainty needs a capacity SoH")
     if values.parents and values.status is None:
-        raise _fail("payload key 20 (parents)", "lineage parents need a status")
+        raise fail("payload key 20 (parents)", "lineage parents need a status")
     return values
 
 
@@ -318,7 +257,7 @@ def _expand_battery_id(sub: str) -> str:
     if sub.startswith("/"):
         return GS1_RESOLVER + sub
     if sub.startswith(GS1_RESOLVER + "/"):
-        raise _fail("CWT claim sub (battery id)", f"the {GS1_RESOLVER} prefix must be elided")
+        raise fail("CWT claim sub (battery id)", f"the {GS1_RESOLVER} prefix must be elided")
     return sub
 
 
@@ -354,37 +293,37 @@ def decode_body(kind: Kind, payload: dict[int, object], claims: object) -> Body:
     if kind is Kind.BIRTH:
         return _decode_birth(payload, claims)
     if kind is Kind.CHECKPOINT:
-        _check_keys(payload, _CHECKPOINT_KEYS, _ENTRY_REQUIRED | {C_BIRTH}, "checkpoint")
+        check_keys(payload, _CHECKPOINT_KEYS, _ENTRY_REQUIRED | {C_BIRTH}, "checkpoint")
         values = _decode_values(payload)
         return Checkpoint(
-            count=_uint(payload[E_SEQ], "payload key 2 (count)", U32, 1),
-            head=_bstr(payload[E_PREV], "payload key 3 (head)", 32),
-            time=_uint(payload[E_TIME], "payload key 4 (time)", U64),
-            birth=_bstr(payload[C_BIRTH], "payload key 21 (birth)", 32),
+            count=uint(payload[E_SEQ], "payload key 2 (count)", U32, 1),
+            head=bstr(payload[E_PREV], "payload key 3 (head)", 32),
+            time=uint(payload[E_TIME], "payload key 4 (time)", U64),
+            birth=bstr(payload[C_BIRTH], "payload key 21 (birth)", 32),
             values=values,
         )
-    _check_keys(payload, _ENTRY_KEYS, _ENTRY_REQUIRED, "entry")
+    check_keys(payload, _ENTRY_KEYS, _ENTRY_REQUIRED, "entry")
     values = _decode_values(payload)
     if kind is Kind.STATUS and values.status is None:
-        raise _fail("status entry", "lacks payload key 19 (status)", "record.missing-field")
+        raise fail("status entry", "lacks payload key 19 (status)", "record.missing-field")
     if kind is Kind.MEASUREMENT and (values.soh_capacity_cpct is None or values.soh_method is None):
-        raise _fail(
+        raise fail(
             "measurement entry",
             "needs keys 8 (soh_capacity) and 11 (soh_method)",
             "record.missing-field",
         )
     seq, prev, time = payload[E_SEQ], payload[E_PREV], payload[E_TIME]
     if type(seq) is not int or not 1 <= seq <= U32:
-        _uint(seq, "payload key 2 (seq)", U32, 1)
+        uint(seq, "payload key 2 (seq)", U32, 1)
     if type(prev) is not bytes or len(prev) != 32:
-        _bstr(prev, "payload key 3 (prev)", 32)
+        bstr(prev, "payload key 3 (prev)", 32)
     if type(time) is not int or not 0 <= time <= U64:
-        _uint(time, "payload key 4 (time)", U64)
+        uint(time, "payload key 4 (time)", U64)
     return Entry(kind, seq, prev, time, values)  # type: ignore[arg-type]
 
 
 def _decode_birth(payload: dict[int, object], claims: object) -> Birth:
-    _check_keys(payload, _BIRTH_KEYS, _BIRTH_KEYS, "birth")
+    check_keys(payload, _BIRTH_KEYS, _BIRTH_KEYS, "birth")
     if (
         type(claims) is not dict
         or any(type(k) is not int for k in claims)
@@ -395,47 +334,47 @@ def _decode_birth(payload: dict[int, object], claims: object) -> Birth:
             rule="record.claims",
         )
     nominal, vmin, vmax = (
-        _uint(v, "payload key 6 (voltages)", 100_000)
-        for v in _array(payload[B_VOLTAGES], "payload key 6 (voltages)", 3)
+        uint(v, "payload key 6 (voltages)", 100_000)
+        for v in array(payload[B_VOLTAGES], "payload key 6 (voltages)", 3)
     )
     if not vmin <= nominal <= vmax:
-        raise _fail("payload key 6 (voltages)", "expected min <= nominal <= max")
-    cap = _array(payload[B_INITIAL_CAPACITY], "payload key 7 (initial capacity)", 3)
-    res = _array(payload[B_INITIAL_RESISTANCE], "payload key 8 (initial resistance)", 4)
+        raise fail("payload key 6 (voltages)", "expected min <= nominal <= max")
+    cap = array(payload[B_INITIAL_CAPACITY], "payload key 7 (initial capacity)", 3)
+    res = array(payload[B_INITIAL_RESISTANCE], "payload key 8 (initial resistance)", 4)
     w7, w8 = "payload key 7 (initial capacity)", "payload key 8 (initial resistance)"
-    days = _uint(payload[B_MANUFACTURE_DATE], "payload key 9 (manufacture date)", 2_932_896)
+    days = uint(payload[B_MANUFACTURE_DATE], "payload key 9 (manufacture date)", 2_932_896)
     return Birth(
         passport_id=uuid.UUID(
-            bytes=_bstr(payload[B_PASSPORT_ID], "payload key 2 (passport id)", 16)
+            bytes=bstr(payload[B_PASSPORT_ID], "payload key 2 (passport id)", 16)
         ),
-        battery_id=_expand_battery_id(_text(claims[CWT_SUB], "CWT claim sub (battery id)")),
-        manufacturer=_text(claims[CWT_ISS], "CWT claim iss (manufacturer)"),
-        issued_at=_uint(claims[CWT_IAT], "CWT claim iat", U64),
-        model=_text(payload[B_MODEL], "payload key 3 (model)", 64),
-        chemistry=_enum(payload[B_CHEMISTRY], Chemistry, "payload key 4 (chemistry)"),
-        rated_capacity_mah=_uint(
+        battery_id=_expand_battery_id(text(claims[CWT_SUB], "CWT claim sub (battery id)")),
+        manufacturer=text(claims[CWT_ISS], "CWT claim iss (manufacturer)"),
+        issued_at=uint(claims[CWT_IAT], "CWT claim iat", U64),
+        model=text(payload[B_MODEL], "payload key 3 (model)", 64),
+        chemistry=code(payload[B_CHEMISTRY], Chemistry, "payload key 4 (chemistry)"),
+        rated_capacity_mah=uint(
             payload[B_RATED_CAPACITY], "payload key 5 (rated capacity)", U32, 1
         ),
         nominal_voltage_mv=nominal,
         min_voltage_mv=vmin,
         max_voltage_mv=vmax,
-        initial_capacity_mah=_uint(cap[0], w7, U32, 1),
+        initial_capacity_mah=uint(cap[0], w7, U32, 1),
         capacity_test=CapacityTest(
-            temperature_dc=_sint(cap[1], w7, -1000, 2000),
-            c_rate_centi=_uint(cap[2], w7, U16, 1),
+            temperature_dc=sint(cap[1], w7, -1000, 2000),
+            c_rate_centi=uint(cap[2], w7, U16, 1),
         ),
-        initial_resistance_uohm=_uint(res[0], w8, U32, 1),
+        initial_resistance_uohm=uint(res[0], w8, U32, 1),
         resistance_test=ResistanceTest(
-            temperature_dc=_sint(res[1], w8, -1000, 2000),
-            soc_pct=_uint(res[2], w8, 100),
-            pulse_ms=_uint(res[3], w8, U32, 1),
+            temperature_dc=sint(res[1], w8, -1000, 2000),
+            soc_pct=uint(res[2], w8, 100),
+            pulse_ms=uint(res[3], w8, U32, 1),
         ),
         manufacture_date=_EPOCH + dt.timedelta(days=days),
-        site=_text(payload[B_SITE], "payload key 10 (site)", 64),
-        expected_cycle_life=_uint(payload[B_CYCLE_LIFE], "payload key 11 (cycle life)", U32, 1),
-        exhaustion_threshold_cpct=_uint(
+        site=text(payload[B_SITE], "payload key 10 (site)", 64),
+        expected_cycle_life=uint(payload[B_CYCLE_LIFE], "payload key 11 (cycle life)", U32, 1),
+        exhaustion_threshold_cpct=uint(
             payload[B_EXHAUSTION], "payload key 12 (exhaustion)", 10_000
         ),
-        datasheet_sha256=_bstr(payload[B_DATASHEET], "payload key 13 (datasheet hash)", 32),
-        cell_public_key=_bstr(payload[B_CELL_KEY], "payload key 14 (cell key)", 32),
+        datasheet_sha256=bstr(payload[B_DATASHEET], "payload key 13 (datasheet hash)", 32),
+        cell_public_key=bstr(payload[B_CELL_KEY], "payload key 14 (cell key)", 32),
     )
