@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from cli import keys
+from cli import ca, keys
 from cli.append import append
+from cli.challenge import challenge, respond
 from cli.demo import demo
 from cli.issue import issue
 from cli.show import show
@@ -20,10 +21,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(keys.app, name="keys")
+app.add_typer(ca.app, name="ca")
 app.command("issue")(issue)
 app.command("append")(append)
 app.command("show")(show)
 app.command("verify")(verify)
+app.command("challenge")(challenge)
+app.command("respond")(respond)
 app.command("demo")(demo)
 
 

@@ -33,7 +33,7 @@ def demo(
                 "out": report.out_dir,
                 "cells": report.cells,
                 "profiles": report.profiles,
-                "entries": report.entries,
+                "entries_by_signer": report.entries,
                 "evicted_records": report.evicted,
                 "verified_ok": report.verified_ok,
                 "failed": report.failed,
@@ -44,9 +44,9 @@ def demo(
         )
     tags = ", ".join(f"{n} x {p}" for p, n in report.profiles.items())
     err.print(
-        f"issued {report.cells} passports ({tags}), "
-        f"wrote {report.entries} signed history entries, {report.evicted} records evicted "
-        "behind checkpoints"
+        f"issued {report.cells} passports ({tags}); signed history entries: "
+        + ", ".join(f"{n} by {who}" for who, n in report.entries.items())
+        + f"; {report.evicted} records evicted behind checkpoints"
     )
     err.print(f"verified: {report.verified_ok} OK, {len(report.failed)} FAIL", markup=False)
     for path, reason in report.failed.items():
@@ -59,7 +59,9 @@ def demo(
         else "[red]demo did NOT behave as expected[/]"
     )
     err.print(
-        f"everything is in {report.out_dir}/ (OEM key and certificate, passports/)", markup=False
+        f"everything is in {report.out_dir}/: trust/ (the trust bundle), images/, keys/; try: "
+        f"passport verify --trust {report.out_dir}/trust {report.out_dir}/images",
+        markup=False,
     )
     if not report.as_expected:
         raise typer.Exit(EXIT_FAILED)

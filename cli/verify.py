@@ -1,7 +1,8 @@
-"""`passport verify`: signatures and hash links of one or many images."""
+"""`passport verify`: the full trust model over one or many images."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,12 +17,17 @@ from cli._common import (
     handle_errors,
     progress_bar,
 )
-from passport.chain import verify_image
+from cli.challenge import read_challenge
+from passport import clone
+from passport._fileio import read_bytes
+from passport.chain import Finding, Report, check_image_bytes
 from passport.errors import InputError, VerificationError
-from passport.trust.store import CertificateStore
-from passport.writer import read_image
+from passport.image import Image
+from passport.trust.bundle import TrustBundle
+from passport.trust.policy import Policy
 
 IMAGE_GLOB = "*.t5t"
+TRUST_ENV = "PASSPORT_TRUST"
 
 
 def expand_images(paths: list[Path]) -> list[Path]:
@@ -35,54 +41,106 @@ def expand_images(paths: list[Path]) -> list[Path]:
     return out
 
 
+def load_trust(trust: Path | None, policy: Path | None) -> TrustBundle:
+    if trust is None:
+        env = os.environ.get(TRUST_ENV)
+        if not env:
+            raise InputError(
+                f"give the trust bundle with --trust DIR (or ${TRUST_ENV}); "
+                "`passport ca init` makes one"
+            )
+        trust = Path(env)
+    return TrustBundle.load(trust, policy=Policy.load(policy) if policy else None)
+
+
+def _print_report(path: Path, report: Report) -> None:
+    if report.valid:
+        err.print(f"OK: {path}", markup=False)
+        return
+    first = report.findings[0]
+    err.print(f"FAIL: {path}: {_line(first)}", markup=False)
+    for finding in report.findings[1:]:
+        err.print(f"  also: {_line(finding)}", markup=False)
+
+
+def _line(finding: Finding) -> str:
+    where = f"record {finding.index}: " if finding.index is not None else ""
+    return f"{where}{finding.message} [{finding.rule}]"
+
+
 @handle_errors
 def verify(
     images: Annotated[list[Path], typer.Argument(help="Image files or directories of *.t5t.")],
-    cert: Annotated[
-        list[Path] | None,
-        typer.Option(help="Certificate file or directory that x5t may name (repeatable)."),
+    trust: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"Trust bundle directory (`passport ca init` makes one; or ${TRUST_ENV})."
+        ),
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="A policy file instead of the bundle's policy.toml.")
+    ] = None,
+    challenge: Annotated[
+        str | None, typer.Option(help="Anti-clone: the challenge (hex or file) the cell answered.")
+    ] = None,
+    response: Annotated[
+        Path | None, typer.Option(help="Anti-clone: the cell's response (from `passport respond`).")
     ] = None,
     json_out: Annotated[
-        bool, typer.Option("--json", help="Print a JSON array of results.")
+        bool, typer.Option("--json", help="Print a JSON array of reports.")
     ] = False,
 ) -> None:
-    """Verify every record's signature and every hash link of each image.
+    """Verify signatures, signers, write permissions and history rules of each image.
 
-    One line per file on stderr (OK: path / FAIL: path: reason). Exit 0 when all verify, 1 when
-    any fails verification, 2 when any file cannot be read.
+    Every failed rule is reported with its id and the record it concerns. One line per file on
+    stderr (OK: path / FAIL: path: ...). Exit 0 when all are valid, 1 when any is not, 2 when a
+    file cannot be read or the usage is wrong. With --challenge and --response (one image),
+    the cell's answer must come from the key its birth record certifies: a copied tag fails.
 
-    Example: passport verify passports/ --cert oem.cert.pem
+    Example: passport verify --trust pki/trust images/
     """
-    store = CertificateStore.from_paths(cert or [])
+    bundle = load_trust(trust, policy)
     files = expand_images(images)
     if not files:
         raise InputError("no images to verify")
+    if (challenge is None) != (response is None):
+        raise InputError("--challenge and --response go together")
+    if challenge is not None and len(files) != 1:
+        raise InputError("a challenge-response checks one image at a time")
+    nonce = read_challenge(challenge) if challenge is not None else None
+    answer = read_bytes(response) if response is not None else None
     results: list[dict[str, Any]] = []
-    unreadable = failed = 0
+    unreadable = invalid = 0
     with progress_bar("verifying", len(files)) as advance:
         for path in files:
-            result: dict[str, Any] = {"path": str(path), "ok": False}
             try:
-                verified = verify_image(read_image(path), store)
-            except VerificationError as exc:
-                failed += 1
-                result["error"] = {"rule": exc.rule, "message": exc.reason}
-                err.print(f"FAIL: {path}: {exc.reason} [{exc.rule}]", markup=False)
+                data = read_bytes(path, limit=1 << 20)
             except InputError as exc:
                 unreadable += 1
-                result["error"] = {"rule": "input.unreadable", "message": exc.reason}
+                results.append({"path": str(path), "valid": False, "readable": False,
+                                "failures": [{"rule": "input.unreadable", "record": None,
+                                              "message": exc.reason}]})  # fmt: skip
                 err.print(f"FAIL: {path}: {exc.reason}", markup=False)
-            else:
-                result.update(
-                    ok=True,
-                    battery_id=verified.birth.battery_id,
-                    passport_id=str(verified.birth.passport_id),
-                    records=len(verified.records),
-                    signers=list(verified.signers),
-                )
-                err.print(f"OK: {path}", markup=False)
-            results.append(result)
+                advance(1)
+                continue
+            report = check_image_bytes(data, bundle)
+            if nonce is not None and answer is not None and report.birth is not None:
+                report = _with_clone_check(report, data, nonce, answer)
+            invalid += not report.valid
+            _print_report(path, report)
+            results.append({"path": str(path), **report.to_dict()})
             advance(1)
     if json_out:
         emit_json(results)
-    raise typer.Exit(EXIT_USAGE if unreadable else EXIT_FAILED if failed else EXIT_OK)
+    raise typer.Exit(EXIT_USAGE if unreadable else EXIT_FAILED if invalid else EXIT_OK)
+
+
+def _with_clone_check(report: Report, data: bytes, nonce: bytes, answer: bytes) -> Report:
+    try:
+        clone.check_response(Image.from_bytes(data), nonce, answer)
+    except VerificationError as exc:
+        finding = Finding(exc.rule, None, exc.reason)
+        return Report(
+            (*report.findings, finding), report.records, report.birth, report.policy_sha256
+        )
+    return report

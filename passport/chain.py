@@ -1,70 +1,146 @@
-"""History verification of a passport image: signatures and hash links.
+"""History verification: who signed each record, were they allowed to, does it hang together.
 
-`verify_image` returns a `VerifiedPassport` or raises a `VerificationError` whose `rule` names
-what failed; it never returns a negative result. This issue's rules (signatures, `prev`/`seq`
-links, checkpoint binding) are listed in `RULES`; the trust model adds roles, revocation and the
-monotonicity rules on top.
+`check_records` walks a passport's records in order (birth first; then entries and checkpoints
+as on a tag, or a full history as the registry keeps it) and returns a `Report` listing every
+failed rule with the record it concerns. `verify_image` is the strict form: it returns the
+report of a valid image or raises `VerificationError` for the first finding. The rules and their
+ids are listed in `RULES` (and in the README).
+
+Signature rules use the trust bundle's certificates (found by x5t, validated to an anchor, role
+from the EKU, revocation from the CRLs) and its policy (write permissions, status transitions,
+SoH tolerance, and the time question: see `passport/trust/policy.toml`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from passport._ed25519 import check_public_key
-from passport.errors import ChainError, SignatureError, VerificationError
+from passport.errors import ChainError, DecodeError, SignatureError, VerificationError
 from passport.image import Image
-from passport.records import Birth, Checkpoint, Entry, SignedRecord
-from passport.trust.store import CertificateStore
+from passport.records import (
+    COUNTER_FIELDS,
+    Birth,
+    Checkpoint,
+    Entry,
+    Kind,
+    SignedRecord,
+    Status,
+    Values,
+)
+from passport.trust.bundle import Signer, TrustBundle
+from passport.trust.roles import CELL
 
-#: rule id -> what it checks (documented in README's rule table)
+#: rule id -> what it checks. Decoding rules (cbor.*, cose.*, record.*, image.*) are listed in
+#: the README next to these.
 RULES: dict[str, str] = {
     "chain.birth-signature": "the birth record verifies with the certificate its x5t names",
-    "chain.cell-key": "the birth record certifies a valid Ed25519 cell key",
-    "chain.entry-signature": "each entry verifies with the cell key, or with the certificate "
-    "its x5t names",
+    "chain.cell-key": "the birth record certifies a sound Ed25519 cell key",
+    "chain.entry-signature": "an entry verifies with the cell key, or with the certificate its "
+    "x5t names",
     "chain.checkpoint-signature": "a checkpoint verifies with the cell key",
-    "chain.checkpoint-birth": "a checkpoint names the SHA-256 of this image's birth record",
-    "chain.prev-mismatch": "each entry's prev is the SHA-256 of the record before it "
-    "(the birth record, or the last entry a checkpoint vouches for)",
-    "chain.seq-gap": "each entry's seq is the previous seq + 1 (the first entry is 1)",
-    "trust.cert-unknown": "a certificate named by x5t is available to the verifier",
+    "chain.checkpoint-birth": "a checkpoint names the SHA-256 of this passport's birth record",
+    "chain.checkpoint-mismatch": "a checkpoint's count, head, time and values match the entries "
+    "it stands for",
+    "chain.prev-mismatch": "an entry's prev is the SHA-256 of the record before it",
+    "chain.seq-gap": "an entry's seq is the previous seq + 1 (the first entry is 1)",
+    "chain.time-backwards": "no record claims a time before the record it follows",
+    "chain.time-future": "no record claims a time later than the verifier's clock allows",
+    "chain.counter-decreased": "cumulative counters (cycles, throughput, event counts, minutes "
+    "at extreme temperature) never decrease",
+    "chain.soh-rise": "SoH never rises beyond the stated uncertainty except by remanufacture",
+    "chain.status-transition": "status changes follow the policy's allowed transitions",
+    "policy.write-denied": "the signer's role may write this kind of record",
+    "policy.lineage": "lineage parents come from a role and with a status the policy allows",
+    "trust.cert-unknown": "the certificate an x5t names is in the trust bundle",
+    "trust.chain-invalid": "the signer's certificate chains to a trust anchor",
+    "trust.signer-expired": "the record's claimed time lies within its signer's certificate "
+    "validity",
+    "trust.signer-revoked": "the record's claimed time is before its signer's revocation",
+    "trust.revoked-unproven": "a record of a signer revoked for key compromise (or an "
+    "unspecified reason) has a receipt proving it was logged before the revocation",
+    "trust.expired-unproven": "a record of a signer whose certificate has expired has a receipt "
+    "proving it was logged while it was valid (when the policy asks for one)",
 }
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedPassport:
-    """An image whose every record verified and linked."""
+class ReceiptLookup(Protocol):
+    """Where verified registry receipts come from (the registry issue provides one)."""
 
-    image: Image
-    birth: Birth
-    signers: tuple[str, ...]  # per record in image order: "cell" or the signer's subject
+    def logged_at(self, digest: bytes) -> dt.datetime | None:
+        """When the record with this SHA-256 was logged, proven by a verified receipt."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    rule: str
+    index: int | None  # record position (0 = birth); None: the passport as a whole
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "record": self.index, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordInfo:
+    index: int
+    kind: str
+    seq: int | None
+    time: int
+    signer: str  # "cell", "<role>: <subject>", or "?" when it could not be established
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "record": self.index, "kind": self.kind, "seq": self.seq, "time": self.time,
+            "signer": self.signer, "sha256": self.sha256,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything a verifier found about one passport. `valid` when nothing was found."""
+
+    findings: tuple[Finding, ...]
+    records: tuple[RecordInfo, ...] = ()
+    birth: Birth | None = None
+    policy_sha256: str = ""
 
     @property
-    def records(self) -> tuple[SignedRecord, ...]:
-        return self.image.records
+    def valid(self) -> bool:
+        return not self.findings
 
+    def raise_first(self) -> None:
+        """Raise the first finding as `SignatureError` (signatures), `ChainError` (history
+        rules) or `VerificationError` (anything else)."""
+        if self.findings:
+            first = self.findings[0]
+            where = f"record {first.index}: " if first.index is not None else ""
+            cls: type[VerificationError] = VerificationError
+            if first.rule.startswith("cose.") or first.rule.endswith("-signature"):
+                cls = SignatureError
+            elif first.rule.startswith("chain."):
+                cls = ChainError
+            raise cls(where + first.message, rule=first.rule)
 
-def _signer_subject(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or cert.serial_number.__str__()
-
-
-def _verify_with_certificate(
-    record: SignedRecord, store: CertificateStore, rule: str, what: str
-) -> str:
-    assert record.x5t is not None
-    candidates = store.find(record.x5t)
-    last: SignatureError | None = None
-    for cert in candidates:
-        try:
-            record.verify(cert.public_key())  # type: ignore[arg-type]
-            return _signer_subject(cert)
-        except SignatureError as exc:
-            last = exc
-    assert last is not None
-    raise SignatureError(f"{what}: {last.reason}", rule=rule) from None
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "valid": self.valid,
+            "failures": [f.to_dict() for f in self.findings],
+        }
+        if self.birth is not None:
+            out["battery_id"] = self.birth.battery_id
+            out["passport_id"] = str(self.birth.passport_id)
+        out["records"] = [r.to_dict() for r in self.records]
+        out["policy_sha256"] = self.policy_sha256
+        return out
 
 
 def cell_public_key(birth: Birth) -> ed25519.Ed25519PublicKey:
@@ -73,57 +149,369 @@ def cell_public_key(birth: Birth) -> ed25519.Ed25519PublicKey:
         check_public_key(birth.cell_public_key)
         return ed25519.Ed25519PublicKey.from_public_bytes(birth.cell_public_key)
     except ValueError as exc:
-        raise ChainError(
+        raise VerificationError(
             f"the birth record certifies an unusable cell key: {exc}", rule="chain.cell-key"
         ) from None
 
 
-def verify_image(image: Image, store: CertificateStore) -> VerifiedPassport:
-    """Verify every signature and link of `image`; raise `VerificationError` on the first fault."""
-    birth_record = image.birth
-    birth = birth_record.body
-    assert isinstance(birth, Birth)
-    signers = [
-        _verify_with_certificate(birth_record, store, "chain.birth-signature", "birth record")
-    ]
-    cell_key = cell_public_key(birth)
+@dataclass(slots=True)
+class _State:
+    """What the history says so far."""
 
-    seq, prev = 1, birth_record.digest
-    if image.checkpoint is not None:
-        checkpoint = image.checkpoint.body
-        assert isinstance(checkpoint, Checkpoint)
-        _verify_cell(image.checkpoint, cell_key, "chain.checkpoint-signature", "checkpoint")
-        if checkpoint.birth != birth_record.digest:
-            raise ChainError(
-                "checkpoint belongs to another passport (its birth hash differs)",
-                rule="chain.checkpoint-birth",
+    prev: bytes
+    seq: int
+    time: int
+    values: Values = field(default_factory=Values)  # carried forward since birth
+    status: Status = Status.ORIGINAL
+    soh_sigma: int = 0  # sigma (0.01 %) of the last capacity SoH
+    power_sigma: int = 0
+    # seq -> (digest, time, values folded since birth) for checkpoint consistency
+    seen: dict[int, tuple[bytes, int, Values]] = field(default_factory=dict)
+
+
+_NOBODY: frozenset[str] = frozenset()
+
+
+class _Walker:
+    def __init__(
+        self, trust: TrustBundle, now: dt.datetime | None, receipts: ReceiptLookup | None
+    ) -> None:
+        self.trust = trust
+        self.policy = trust.policy
+        self.now = now or dt.datetime.now(dt.UTC)
+        self.receipts = receipts
+        self.findings: list[Finding] = []
+        self.infos: list[RecordInfo] = []
+
+    def fail(self, rule: str, index: int | None, message: str) -> None:
+        self.findings.append(Finding(rule, index, message))
+
+    # ------------------------------------------------------------------ signers
+
+    def _actor(
+        self, record: SignedRecord, index: int, at: int, what: str
+    ) -> tuple[frozenset[str], str]:
+        """Verify an actor-signed record; returns (its roles that may write it, report label)."""
+        assert record.x5t is not None
+        try:
+            candidates = self.trust.find(record.x5t)
+        except VerificationError as exc:
+            self.fail(exc.rule, index, f"{what}: {exc.reason}")
+            return _NOBODY, "?"
+        error: VerificationError | None = None
+        for cert in candidates:
+            try:
+                record.verify(cert.public_key())  # type: ignore[arg-type]
+            except VerificationError as exc:
+                error = exc
+                continue
+            return self._certified(cert, record, index, at, what)
+        assert error is not None
+        rule = error.rule
+        if rule == "cose.signature-invalid":
+            rule = "chain.birth-signature" if record.kind is Kind.BIRTH else "chain.entry-signature"
+        self.fail(rule, index, f"{what}: {error.reason} (key of the certificate its x5t names)")
+        return _NOBODY, "?"
+
+    def _certified(
+        self, cert: x509.Certificate, record: SignedRecord, index: int, at: int, what: str
+    ) -> tuple[frozenset[str], str]:
+        try:
+            signer = self.trust.signer(cert)
+        except VerificationError as exc:
+            self.fail(exc.rule, index, f"{what}: {exc.reason}")
+            return _NOBODY, "?"
+        self._check_time_policy(signer, record, index, at, what)
+        allowed = sorted(
+            r.value for r in signer.roles if self.policy.may_write(r.value, record.kind)
+        )
+        if not allowed:
+            roles = ", ".join(sorted(r.value for r in signer.roles)) or "no role"
+            self.fail(
+                "policy.write-denied", index,
+                f"{what}: {signer.subject} ({roles}) may not write a {_kind(record.kind)} record",
+            )  # fmt: skip
+            return _NOBODY, signer.subject
+        return frozenset(allowed), f"{', '.join(allowed)}: {signer.subject}"
+
+    def _check_time_policy(
+        self, signer: Signer, record: SignedRecord, index: int, at: int, what: str
+    ) -> None:
+        claimed = dt.datetime.fromtimestamp(at, dt.UTC)
+        if not signer.valid_from <= claimed <= signer.valid_until:
+            self.fail(
+                "trust.signer-expired", index,
+                f"{what} claims {_iso(claimed)}, outside the validity of {signer.subject}'s "
+                f"certificate chain ({_iso(signer.valid_from)} to {_iso(signer.valid_until)})",
+            )  # fmt: skip
+            return
+        for revocation in signer.revocations:
+            # Every revocation along the chain is judged on its own: a benign revocation of
+            # the CA must not hide the compromise of the key beneath it.
+            if claimed >= revocation.at:
+                self.fail(
+                    "trust.signer-revoked", index,
+                    f"{what} claims {_iso(claimed)}, after {revocation.subject} was revoked "
+                    f"({revocation.reason}) at {_iso(revocation.at)}",
+                )  # fmt: skip
+                return
+            if revocation.reason not in self.policy.trusted_revocation_reasons:
+                logged = self._logged(record)
+                if logged is None or logged >= revocation.at:
+                    self.fail(
+                        "trust.revoked-unproven", index,
+                        f"{what}: {revocation.subject} was revoked ({revocation.reason}) at "
+                        f"{_iso(revocation.at)}; the record claims an earlier time, but "
+                        + ("no receipt proves it was logged before then" if logged is None
+                           else f"its receipt says it was logged at {_iso(logged)}"),
+                    )  # fmt: skip
+                    return
+        if self.now > signer.valid_until and self.policy.expired_requires_receipt:
+            logged = self._logged(record)
+            if logged is None or logged > signer.valid_until:
+                self.fail(
+                    "trust.expired-unproven", index,
+                    f"{what}: {signer.subject}'s certificate expired at "
+                    f"{_iso(signer.valid_until)} and no receipt proves the record was logged "
+                    "before then",
+                )  # fmt: skip
+
+    def _logged(self, record: SignedRecord) -> dt.datetime | None:
+        return self.receipts.logged_at(record.digest) if self.receipts else None
+
+    def _time_future(self, at: int, index: int, what: str) -> None:
+        limit = self.now.timestamp() + self.policy.max_clock_skew_s
+        if at > limit:
+            self.fail(
+                "chain.time-future", index,
+                f"{what} claims {_iso_s(at)}, later than the verifier's clock allows",
+            )  # fmt: skip
+
+    # ------------------------------------------------------------------ records
+
+    def birth(self, record: SignedRecord) -> tuple[Birth, ed25519.Ed25519PublicKey | None, _State]:
+        birth = record.body
+        assert isinstance(birth, Birth)
+        _, signer = self._actor(record, 0, birth.issued_at, "birth record")
+        self._time_future(birth.issued_at, 0, "birth record")
+        try:
+            cell_key: ed25519.Ed25519PublicKey | None = cell_public_key(birth)
+        except VerificationError as exc:
+            self.fail(exc.rule, 0, exc.reason)
+            cell_key = None
+        self._info(record, 0, None, birth.issued_at, signer)
+        return birth, cell_key, _State(prev=record.digest, seq=1, time=birth.issued_at)
+
+    def _cell(
+        self,
+        record: SignedRecord,
+        key: ed25519.Ed25519PublicKey | None,
+        index: int,
+        rule: str,
+        what: str,
+    ) -> str:
+        if key is None:
+            return "?"  # already reported as chain.cell-key
+        try:
+            record.verify(key)
+        except SignatureError as exc:
+            self.fail(
+                exc.rule if exc.rule != "cose.signature-invalid" else rule, index,
+                f"{what}: {exc.reason} (the cell key its birth record certifies)",
+            )  # fmt: skip
+            return "?"
+        return CELL
+
+    def checkpoint(
+        self,
+        record: SignedRecord,
+        index: int,
+        birth_digest: bytes,
+        key: ed25519.Ed25519PublicKey | None,
+        state: _State,
+    ) -> None:
+        cp = record.body
+        assert isinstance(cp, Checkpoint)
+        what = f"checkpoint (evicted {cp.count})"
+        signer = self._cell(record, key, index, "chain.checkpoint-signature", what)
+        self._info(record, index, None, cp.time, signer)
+        if cp.birth != birth_digest:
+            self.fail("chain.checkpoint-birth", index, f"{what} belongs to another passport")
+        self._time_future(cp.time, index, what)
+        seen = state.seen.get(cp.count)
+        if seen is not None:
+            # Full history: the checkpoint must restate what the entries said.
+            digest, time, values = seen
+            if (cp.head, cp.time, cp.values) != (digest, time, values):
+                self.fail(
+                    "chain.checkpoint-mismatch", index,
+                    f"{what} does not match entry seq {cp.count} and the values before it",
+                )  # fmt: skip
+            return
+        if state.seen or state.seq != 1:
+            self.fail(
+                "chain.checkpoint-mismatch", index,
+                f"{what} refers to entries this history does not hold in order",
+            )  # fmt: skip
+            return
+        # A tag's first record after birth: it stands for the evicted entries.
+        if cp.time < state.time:
+            self.fail(
+                "chain.time-backwards", index, f"{what} claims a time before the birth record"
             )
-        signers.append("cell")
-        seq, prev = checkpoint.count + 1, checkpoint.head
+        state.prev, state.seq, state.time = cp.head, cp.count + 1, max(state.time, cp.time)
+        state.values = cp.values
+        state.status = cp.values.status or Status.ORIGINAL
+        state.soh_sigma = cp.values.soh_sigma_cpct or 0
 
-    for record in image.entries:
+    def entry(
+        self, record: SignedRecord, index: int, key: ed25519.Ed25519PublicKey | None, state: _State
+    ) -> None:
         entry = record.body
         assert isinstance(entry, Entry)
-        where = f"entry seq {entry.seq} (record {len(signers)})"
-        if entry.prev != prev:
-            raise ChainError(
-                f"{where}: prev {entry.prev.hex()[:16]}... is not the hash of the record before "
-                f"it ({prev.hex()[:16]}...)",
-                rule="chain.prev-mismatch",
-            )
-        if entry.seq != seq:
-            raise ChainError(f"{where}: expected seq {seq}", rule="chain.seq-gap")
+        what = f"{_kind(entry.kind)} entry seq {entry.seq}"
+        if entry.prev != state.prev:
+            self.fail(
+                "chain.prev-mismatch", index,
+                f"{what}: prev {entry.prev.hex()[:16]}... is not the hash of the record before it "
+                f"({state.prev.hex()[:16]}...)",
+            )  # fmt: skip
+        if entry.seq != state.seq:
+            self.fail("chain.seq-gap", index, f"{what}: expected seq {state.seq}")
         if record.x5t is None:
-            _verify_cell(record, cell_key, "chain.entry-signature", where)
-            signers.append("cell")
+            label = self._cell(record, key, index, "chain.entry-signature", what)
+            if label == CELL and not self.policy.may_write(CELL, entry.kind):
+                self.fail("policy.write-denied", index, f"{what}: the cell key may not write it")
+            roles = frozenset({label})
         else:
-            signers.append(_verify_with_certificate(record, store, "chain.entry-signature", where))
-        seq, prev = entry.seq + 1, record.digest
-    return VerifiedPassport(image, birth, tuple(signers))
+            roles, label = self._actor(record, index, entry.time, what)
+        self._info(record, index, entry.seq, entry.time, label)
+        self._history_rules(entry, roles, index, what, state)
+        state.prev, state.seq = record.digest, entry.seq + 1
+        state.values = state.values.then(entry.values)
+        state.seen[entry.seq] = (record.digest, entry.time, state.values)
+
+    def _history_rules(
+        self, entry: Entry, roles: frozenset[str], index: int, what: str, state: _State
+    ) -> None:
+        values, before = entry.values, state.values
+        if entry.time < state.time:
+            self.fail(
+                "chain.time-backwards", index,
+                f"{what} claims {_iso_s(entry.time)}, before the record it follows "
+                f"({_iso_s(state.time)})",
+            )  # fmt: skip
+        self._time_future(entry.time, index, what)
+        state.time = max(state.time, entry.time)
+        for name in COUNTER_FIELDS:
+            new, old = getattr(values, name), getattr(before, name)
+            if new is not None and old is not None and new < old:
+                self.fail(
+                    "chain.counter-decreased", index, f"{what}: {name} went from {old} to {new}"
+                )
+        reset = entry.kind in self.policy.soh_reset_kinds
+        for name, sigma_name, last_sigma in (
+            ("soh_capacity_cpct", "soh_sigma_cpct", state.soh_sigma),
+            ("soh_power_cpct", None, state.power_sigma),
+        ):
+            new, old = getattr(values, name), getattr(before, name)
+            if new is None:
+                continue
+            sigma = getattr(values, sigma_name) or 0 if sigma_name else 0
+            if old is not None and not reset:
+                tolerance = self.policy.soh_rise_sigmas * math.hypot(sigma, last_sigma)
+                tolerance += self.policy.soh_rise_floor_cpct
+                if new - old > tolerance:
+                    self.fail(
+                        "chain.soh-rise", index,
+                        f"{what}: {name} rose from {old / 100:.2f} % to {new / 100:.2f} %, more "
+                        f"than the stated uncertainty allows ({tolerance / 100:.2f} points)",
+                    )  # fmt: skip
+            if name == "soh_capacity_cpct":
+                state.soh_sigma = sigma
+            else:
+                state.power_sigma = sigma
+        if values.status is not None and values.status != state.status:
+            if values.status not in self.policy.transitions.get(state.status, frozenset()):
+                self.fail(
+                    "chain.status-transition", index,
+                    f"{what}: status may not change from {_name(state.status)} to "
+                    f"{_name(values.status)}",
+                )  # fmt: skip
+            state.status = values.status
+        if values.parents and (
+            not roles & self.policy.lineage_roles
+            or values.status not in self.policy.lineage_statuses
+        ):
+            self.fail(
+                "policy.lineage", index,
+                f"{what}: lineage parents written by {', '.join(sorted(roles))} with status "
+                f"{_name(values.status) if values.status is not None else 'none'}",
+            )  # fmt: skip
+
+    def _info(
+        self, record: SignedRecord, index: int, seq: int | None, time: int, signer: str
+    ) -> None:
+        self.infos.append(
+            RecordInfo(index, _kind(record.kind), seq, time, signer, record.digest.hex())
+        )
 
 
-def _verify_cell(record: SignedRecord, key: ed25519.Ed25519PublicKey, rule: str, what: str) -> None:
+def check_records(
+    records: Sequence[SignedRecord],
+    trust: TrustBundle,
+    *,
+    now: dt.datetime | None = None,
+    receipts: ReceiptLookup | None = None,
+) -> Report:
+    """Check a history: a birth record, then entries and checkpoints in the order written."""
+    walker = _Walker(trust, now, receipts)
+    sha = trust.policy.sha256
+    if not records or records[0].kind is not Kind.BIRTH:
+        walker.fail("image.order", 0, "a passport starts with its birth record")
+        return Report(tuple(walker.findings), policy_sha256=sha)
+    birth, key, state = walker.birth(records[0])
+    for index, record in enumerate(records[1:], start=1):
+        if isinstance(record.body, Checkpoint):
+            walker.checkpoint(record, index, records[0].digest, key, state)
+        elif isinstance(record.body, Entry):
+            walker.entry(record, index, key, state)
+        else:
+            walker.fail("image.order", index, "a second birth record inside a history")
+    return Report(tuple(walker.findings), tuple(walker.infos), birth, sha)
+
+
+def check_image(image: Image, trust: TrustBundle, **kwargs: Any) -> Report:
+    return check_records(image.records, trust, **kwargs)
+
+
+def check_image_bytes(data: bytes, trust: TrustBundle, **kwargs: Any) -> Report:
+    """Decode and check; a tag that does not decode is a report with that one finding."""
     try:
-        record.verify(key)
-    except VerificationError as exc:
-        raise SignatureError(f"{what}: {exc.reason} (cell key)", rule=rule) from None
+        image = Image.from_bytes(data)
+    except DecodeError as exc:
+        return Report((Finding(exc.rule, None, exc.reason),), policy_sha256=trust.policy.sha256)
+    return check_image(image, trust, **kwargs)
+
+
+def verify_image(image: Image, trust: TrustBundle, **kwargs: Any) -> Report:
+    """The strict form: the report of a valid image, or `VerificationError` (first finding)."""
+    report = check_image(image, trust, **kwargs)
+    report.raise_first()
+    return report
+
+
+def _kind(kind: Kind) -> str:
+    return kind.name.lower()
+
+
+def _name(status: Status) -> str:
+    return status.name.lower()
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _iso_s(epoch: int) -> str:
+    return _iso(dt.datetime.fromtimestamp(epoch, dt.UTC))

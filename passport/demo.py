@@ -1,14 +1,22 @@
-"""The end-to-end demo behind `make demo`: issue, age and verify a small batch of passports.
+"""The end-to-end demo behind `make demo`: a PKI, a batch of cells, their lives, verification.
 
-It uses the same library calls as the CLI commands: an OEM key and self-signed certificate,
-a CSV batch through `issuance`, years of cell telemetry through `writer.append_entry` (so small
-tags evict behind checkpoints), one deliberately tampered image, and `chain.verify_image` over
-all of them. Later issues grow it into the full recycler intake.
+It leaves, under the output directory:
+
+- `trust/`: the trust bundle (roots, intermediates, actor certificates, CRLs, policy.toml);
+- `keys/`, `ca/`: the actors' and CAs' keys (a demo PKI: keys sit next to the certificates);
+- `images/`: one tag image per cell (and `<id>.cell.pem`, the virtual cell's key), whose
+  history was written by the cell (quarterly telemetry), an accredited tester (yearly SoH
+  measurements) and, for some, a recycler (intake);
+- one image tampered on purpose (a raised SoH in an otherwise well-formed record).
+
+so that anyone can run `passport verify --trust DIR/trust DIR/images/`. It uses the same library
+calls as the CLI commands. Later issues grow it into the full recycler intake.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
 import random
@@ -21,13 +29,14 @@ import cbor2
 
 from passport import cbor, issuance, writer
 from passport._fileio import write_atomic
-from passport.chain import verify_image
-from passport.errors import VerificationError
+from passport.chain import check_image
 from passport.image import PROFILES, Image
-from passport.records import Entry, Kind, SignedRecord, SohMethod, Values
+from passport.records import Entry, Event, Kind, SignedRecord, SohMethod, Values
 from passport.records.codec import encode_body
 from passport.trust import keys
-from passport.trust.store import CertificateStore
+from passport.trust.bundle import TrustBundle
+from passport.trust.ca import CertificateAuthority
+from passport.trust.store import load_certificates, thumbprint
 
 # (model, chemistry, rated Ah, nominal V, min V, max V, mOhm, cycle life, SoH fade %/1000 FEC)
 DESIGNS = (
@@ -35,13 +44,15 @@ DESIGNS = (
     ("ACME-LFP-280", "LFP", "280", "3.2", "2.5", "3.65", "0.18", 6000, 3.5),
     ("ACME-NCA-18650", "NCA", "3.4", "3.6", "2.5", "4.2", "28", 800, 20.0),
 )
+BMS_SIGMA_CPCT = 100  # a BMS SoH estimate is good to about 1 point (1 sigma)
+LAB_SIGMA_CPCT = 40  # a laboratory capacity test to about 0.4 points
 
 
 @dataclass(slots=True)
 class DemoReport:
     out_dir: str
     cells: int = 0
-    entries: int = 0
+    entries: dict[str, int] = field(default_factory=dict)  # by signer
     evicted: int = 0
     verified_ok: int = 0
     failed: dict[str, str] = field(default_factory=dict)
@@ -54,7 +65,7 @@ class DemoReport:
         return set(self.failed) == {self.tampered} and self.verified_ok == self.cells - 1
 
 
-def _cells_csv(count: int, rng: random.Random) -> str:
+def _cells_csv(count: int, rng: random.Random, made: dt.date) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(issuance.REQUIRED)
@@ -64,7 +75,7 @@ def _cells_csv(count: int, rng: random.Random) -> str:
         sheet = hashlib.sha256(f"datasheet {model} rev 3".encode()).hexdigest()
         w.writerow([
             f"https://id.gs1.org/01/09506000134352/21/D{i + 1:05d}", "ACME", model, chem, ah,
-            vnom, vmin, vmax, initial, "25", "0.2", mohm, "25", "50", "10", "2026-03-02",
+            vnom, vmin, vmax, initial, "25", "0.2", mohm, "25", "50", "10", made.isoformat(),
             "DE-BER1", life, "60", sheet,
         ])  # fmt: skip
     return out.getvalue()
@@ -98,55 +109,74 @@ def run_demo(
     rng = random.Random(seed)
     out = Path(out_dir)
     report = DemoReport(out_dir=str(out))
-    oem_key = keys.generate("p256")
-    cert = keys.self_signed_certificate(oem_key, "ACME Cells OEM (demo)")  # type: ignore[arg-type]
-    keys.save_private(oem_key, out / "oem.pem", overwrite=True)
-    write_atomic(out / "oem.cert.pem", keys.cert_pem(cert), overwrite=True)
+    now = int(time.time())
+    start = now - years * 365 * 86400
+    ca = CertificateAuthority(out)
+    ca.init(not_before=dt.datetime.fromtimestamp(start - 86400, dt.UTC), force=True)
+    actor = {
+        name: (keys.load_private(out / "keys" / f"{name}.key.pem"),
+               thumbprint(load_certificates(out / "keys" / f"{name}.cert.pem")[0]))
+        for name in ("oem", "tester", "recycler")
+    }  # fmt: skip
+    oem_cert = load_certificates(out / "keys" / "oem.cert.pem")[0]
 
-    start = int(time.time()) - years * 365 * 86400
-    rows = issuance.read_cells(_cells_csv(cells, rng), source="demo", issued_at=start)
+    made = dt.datetime.fromtimestamp(start, dt.UTC).date()
+    rows = issuance.read_cells(_cells_csv(cells, rng, made), source="demo", issued_at=start)
     profiles = list(PROFILES.values())[1:]  # 512 B tags hold only birth + one entry
     images: list[Path] = []
     for index, row in enumerate(rows):
         profile = profiles[index % len(profiles)]
         summary = issuance.issue_batch(
-            [row],
-            oem_key=oem_key,
-            oem_cert=cert,
-            profile=profile,
-            out_dir=out / "passports",
-            overwrite=True,
-        )
+            [row], oem_key=actor["oem"][0], oem_cert=oem_cert, profile=profile,
+            out_dir=out / "images", overwrite=True,
+        )  # fmt: skip
         images.append(Path(summary.images[0]))
         report.profiles[profile.name] = report.profiles.get(profile.name, 0) + 1
     report.cells = len(images)
 
+    def write(
+        path: Path, kind: Kind, at: int, values: Values, signer: str, cell_key: object
+    ) -> None:
+        key, x5t = (cell_key, None) if signer == "cell" else actor[signer]
+        result = writer.append_entry(
+            path, kind=kind, time=at, values=values, signer=key,  # type: ignore[arg-type]
+            x5t=x5t, cell_key=cell_key,  # type: ignore[arg-type]
+        )  # fmt: skip
+        report.entries[signer] = report.entries.get(signer, 0) + 1
+        report.evicted += len(result.evicted)
+
     for index, path in enumerate(images):
         fade = DESIGNS[index % len(DESIGNS)][8]
-        cell_key = keys.load_private(path.with_name(path.stem + issuance.CELL_KEY_SUFFIX))
         rated_ah = float(DESIGNS[index % len(DESIGNS)][2])
+        cell_key = keys.load_private(path.with_name(path.stem + issuance.CELL_KEY_SUFFIX))
         fec = ah = 0.0
+        hot = deep = 0
+        abused = index % 5 == 3  # a few cells live hard
         for quarter in range(1, years * 4 + 1):
             cycles = rng.uniform(40, 90)  # full equivalent cycles this quarter
             fec += cycles
             ah += rated_ah * 2 * cycles  # charge + discharge throughput
-            soh = max(50.0, 100.0 - fade * fec / 1000 + rng.gauss(0, 0.3))
-            result = writer.append_entry(
-                path,
-                kind=Kind.TELEMETRY,
-                time=start + quarter * 91 * 86400,
-                values=Values(
-                    fec_deci=round(fec * 10),
-                    ah_deci=round(ah * 10),
-                    wh=round(ah * 3.6),
-                    soh_capacity_cpct=round(soh * 100),
-                    soh_method=SohMethod.BMS_ESTIMATE,
-                    minutes_hot=quarter * rng.randint(0, 5),
-                ),
-                signer=cell_key,
-            )
-            report.entries += 1
-            report.evicted += len(result.evicted)
+            hot += rng.randint(0, 30 if abused else 4)
+            deep += int(abused and rng.random() < 0.3)
+            true_soh = 100.0 - fade * fec / 1000 - (1.5 if abused else 0.0) * quarter / 4
+            at = start + quarter * 88 * 86400  # leaves the last weeks for tests and intake
+            event = (Event.THERMAL_EVENT,) if abused and quarter == 6 else ()
+            write(path, Kind.TELEMETRY, at, Values(
+                fec_deci=round(fec * 10), ah_deci=round(ah * 10), wh=round(ah * 3.6),
+                soh_capacity_cpct=round((true_soh + rng.gauss(0, 0.3)) * 100),
+                soh_method=SohMethod.BMS_ESTIMATE, soh_sigma_cpct=BMS_SIGMA_CPCT,
+                minutes_hot=hot, deep_discharges=deep, events=event,
+            ), "cell", cell_key)  # fmt: skip
+            if quarter % 4 == 0:  # the yearly laboratory capacity test
+                write(path, Kind.MEASUREMENT, at + 7 * 86400, Values(
+                    soh_capacity_cpct=round((true_soh + rng.gauss(0, 0.2)) * 100),
+                    soh_method=SohMethod.CAPACITY_TEST, soh_sigma_cpct=LAB_SIGMA_CPCT,
+                ), "tester", cell_key)  # fmt: skip
+        if index % 2 == 0:  # retired: the recycler's intake record
+            write(path, Kind.INTAKE, now - 86400, Values(
+                soh_capacity_cpct=round((true_soh + rng.gauss(0, 0.4)) * 100),
+                soh_method=SohMethod.PULSE_TEST, soh_sigma_cpct=LAB_SIGMA_CPCT * 2,
+            ), "recycler", cell_key)  # fmt: skip
         if progress is not None:
             progress(1)
 
@@ -156,12 +186,13 @@ def run_demo(
     write_atomic(victim, _overstate_soh(writer.read_image(victim), 800), overwrite=True)
     report.tampered = str(victim)
 
-    store = CertificateStore([cert])
+    bundle = TrustBundle.load(out / "trust")
     for path in images:
-        try:
-            verify_image(writer.read_image(path), store)
+        result = check_image(writer.read_image(path), bundle)
+        if result.valid:
             report.verified_ok += 1
-        except VerificationError as exc:
-            report.failed[str(path)] = f"{exc.reason} [{exc.rule}]"
+        else:
+            first = result.findings[0]
+            report.failed[str(path)] = f"record {first.index}: {first.message} [{first.rule}]"
     report.seconds = time.perf_counter() - started
     return report

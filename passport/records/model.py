@@ -151,8 +151,13 @@ class Values(NamedTuple):
         return self == _EMPTY_VALUES
 
     def then(self, later: Values) -> Values:
-        """Carry forward: later values win where present; events accumulate."""
+        """Carry forward: later values win where present; events accumulate. A capacity SoH
+        travels with its method and uncertainty: a later SoH replaces all three, so an old
+        sigma is never paired with a newer value."""
         changes: dict[str, Any] = {}
+        if later.soh_capacity_cpct is not None:
+            changes["soh_method"] = later.soh_method
+            changes["soh_sigma_cpct"] = later.soh_sigma_cpct
         for name, new in zip(self._fields, later, strict=True):
             if name == "events":
                 if new:
