@@ -7,12 +7,16 @@ library would refuse to make.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import functools
 import hashlib
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -35,8 +39,12 @@ from passport.records import (
     Values,
     X5t,
 )
-from passport.trust.keys import self_signed_certificate
-from passport.trust.store import CertificateStore, thumbprint
+from passport.trust.bundle import TrustBundle
+from passport.trust.ca import CertificateAuthority
+from passport.trust.keys import load_private
+from passport.trust.policy import Policy
+from passport.trust.roles import Role
+from passport.trust.store import load_certificates, thumbprint
 
 GS1_ID = "https://id.gs1.org/01/09506000134352/21/A0001"
 TEST_LAB = "ACME Test Lab"
@@ -57,20 +65,83 @@ def raw_public(key: ed25519.Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+PKI_START = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+
+
 @functools.cache
-def actor(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    """A P-256 key and its self-signed certificate (CN=`name`), cached per name: certificate
-    signing is the slowest thing the tests do."""
-    key = ec.derive_private_key(
-        int.from_bytes(hashlib.sha256(name.encode()).digest()) >> 8, ec.SECP256R1()
+def pki() -> CertificateAuthority:
+    """One real demo PKI per test process (root, OEM and services CAs, CRLs), valid from 2020:
+    certificate signing is the slowest thing the tests do."""
+    directory = Path(tempfile.mkdtemp(prefix="passport-test-pki-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    authority = CertificateAuthority(directory)
+    authority.init(not_before=PKI_START)
+    return authority
+
+
+def role_for(name: str) -> Role:
+    """The role an actor of the tests plays, from its name (an OEM unless it says otherwise)."""
+    lowered = name.lower()
+    for word, role in (("lab", Role.TESTER), ("test", Role.TESTER), ("recycl", Role.RECYCLER),
+                       ("repurpos", Role.REPURPOSER), ("integrat", Role.INTEGRATOR)):  # fmt: skip
+        if word in lowered:
+            return role
+    return Role.OEM
+
+
+@functools.cache
+def actor(
+    name: str, role: Role | None = None
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A P-256 key and its certificate (CN=`name`) issued by the test PKI for `role` (guessed
+    from the name when not given), cached per name."""
+    file_name = hashlib.sha256(f"{name}/{role}".encode()).hexdigest()[:16]
+    issued = pki().issue(file_name, role or role_for(name), common_name=name, not_before=PKI_START)
+    key = load_private(issued.key_path)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key, load_certificates(issued.cert_path)[0]
+
+
+def trust(*names: str, policy: Policy | None = None) -> TrustBundle:
+    """A trust bundle with the test PKI's anchors and CRLs and the certificates of `names`
+    (all issued actors when no name is given)."""
+    bundle = TrustBundle.load(pki().trust_dir, policy=policy)
+    if not names:
+        return bundle
+    return TrustBundle(
+        bundle.roots,
+        intermediates=bundle.intermediates,
+        certs=[actor(n)[1] for n in names],
+        crls=[*_crls()],
+        policy=bundle.policy,
     )
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    return key, self_signed_certificate(key, name, now=now)
+
+
+def _crls() -> list[x509.CertificateRevocationList]:
+    return [
+        x509.load_pem_x509_crl(p.read_bytes()) for p in sorted((pki().trust_dir / "crls").glob("*"))
+    ]
+
+
+def trust_with(
+    certs: Iterable[x509.Certificate], *, cls: type[TrustBundle] = TrustBundle
+) -> TrustBundle:
+    """A bundle of the test PKI's anchors, intermediates, CRLs and default policy holding
+    exactly `certs` (any certificate objects: self-signed ones, decoys); `cls` may be a
+    TrustBundle subclass."""
+    base = TrustBundle.load(pki().trust_dir)
+    return cls(
+        base.roots,
+        intermediates=base.intermediates,
+        certs=certs,
+        crls=_crls(),
+        policy=base.policy,
+    )
 
 
 def subject(cert: x509.Certificate) -> str:
-    """The signer name verify_image reports for a certificate."""
-    return cert.subject.rfc4514_string()
+    """The signer name the verifier reports for a certificate (its common name)."""
+    return str(cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,9 +209,9 @@ class Passport:
     oem: str = "ACME OEM"
 
     @property
-    def store(self) -> CertificateStore:
-        """The OEM's and the test lab's certificates."""
-        return CertificateStore([actor(self.oem)[1], actor(TEST_LAB)[1]])
+    def store(self) -> TrustBundle:
+        """A trust bundle with the OEM's and the test lab's certificates."""
+        return trust(self.oem, TEST_LAB)
 
 
 def passport(seed: int = 1, **changes: Any) -> Passport:

@@ -9,19 +9,24 @@ traceback. Exit codes: 0 ok, 1 verification failed, 2 bad usage or unreadable in
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import hashlib
 import io
 import json
 import os
 import random
 import re
+import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from typer.testing import CliRunner, Result
 
@@ -29,6 +34,7 @@ from cli.app import app
 from passport.cbor import iter_sequence
 from passport.records import SignedRecord
 from passport.trust.keys import load_private
+from passport.trust.roles import ROLE_OIDS, Role, roles_of
 from passport.trust.store import load_certificates, thumbprint
 from passport.writer import read_image
 
@@ -36,15 +42,22 @@ PASSPORT = Path(sys.executable).parent / "passport"
 PROFILE_SIZES = {"st25dv04k": 512, "ntag216": 888, "st25dv16k": 2048, "st25dv64k": 8192}
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
-# A wide terminal so help tables never truncate option names; no inherited password or debug.
+# A wide terminal so help tables never truncate option names; no inherited password, debug
+# switch or trust bundle.
 RUNNER = CliRunner(
     env={
         "COLUMNS": "200",
         "NO_COLOR": "1",
         "PASSPORT_KEY_PASSWORD": None,
         "PASSPORT_DEBUG": None,
+        "PASSPORT_TRUST": None,
     }
 )
+# Early enough for every history the tests sign (births are issued "now").
+PKI_NOT_BEFORE = "2020-01-01T00:00:00Z"
+ROLES = ("oem", "integrator", "tester", "repurposer", "recycler")
+OEM_CN = "ACME Cells OEM"  # the common names `passport ca init` gives its actors
+TESTER_CN = "Volta Test Lab"
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,7 +88,7 @@ def run(
 
 def run_script(*args: str | Path, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed console script for real (entry point, pipes, process exit code)."""
-    drop = ("PASSPORT_KEY_PASSWORD", "PASSPORT_DEBUG")
+    drop = ("PASSPORT_KEY_PASSWORD", "PASSPORT_DEBUG", "PASSPORT_TRUST")
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env["COLUMNS"] = "200"
     proc = subprocess.run(
@@ -155,10 +168,57 @@ def show_json(image: Path) -> dict[str, Any]:
     return data
 
 
+def iso(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def make_pki(directory: Path) -> Path:
+    result = run("ca", "init", directory, "--not-before", PKI_NOT_BEFORE)
+    assert result.exit_code == 0, result.stderr
+    return directory
+
+
+@pytest.fixture(scope="module")
+def shared_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One PKI (`passport ca init`) for the module: tests must not change it (see `pki`)."""
+    return make_pki(tmp_path_factory.mktemp("shared") / "pki")
+
+
 @pytest.fixture
-def oem() -> tuple[Path, Path]:
-    """The OEM's signing key and self-signed certificate."""
-    return gen_p256("oem", "ACME OEM")
+def pki(shared_pki: Path, tmp_path: Path) -> Path:
+    """A private copy of the module's PKI, for tests that issue or revoke."""
+    return Path(shutil.copytree(shared_pki, tmp_path / "pki"))
+
+
+@pytest.fixture
+def trust(shared_pki: Path) -> Path:
+    """The trust bundle of the module's PKI (--trust)."""
+    return shared_pki / "trust"
+
+
+def actor_files(pki_dir: Path, name: str) -> tuple[Path, Path]:
+    """(key, certificate) of an actor of a PKI."""
+    return pki_dir / "keys" / f"{name}.key.pem", pki_dir / "keys" / f"{name}.cert.pem"
+
+
+def trust_copy(bundle: Path, *, without: str | None = None) -> Path:
+    """A copy of a trust bundle in the test's directory, optionally without one actor's
+    certificate."""
+    copy = Path(shutil.copytree(bundle, Path.cwd() / "trust-copy"))
+    if without is not None:
+        (copy / "certs" / f"{without}.pem").unlink()
+    return copy
+
+
+@pytest.fixture
+def oem(shared_pki: Path) -> tuple[Path, Path]:
+    """The OEM's signing key and certificate, issued by the module's PKI."""
+    return actor_files(shared_pki, "oem")
+
+
+@pytest.fixture
+def tester(shared_pki: Path) -> tuple[Path, Path]:
+    return actor_files(shared_pki, "tester")
 
 
 @pytest.fixture
@@ -192,6 +252,27 @@ def append_ok(image: Path, *args: str) -> dict[str, Any]:
     return data
 
 
+def measure(image: Path, actor: tuple[Path, Path], *args: str) -> dict[str, Any]:
+    """Append an actor-signed measurement (the kind a tester may write); the --json report."""
+    result = run(
+        "append", image, "--key", actor[0], "--cert", actor[1], "--kind", "measurement",
+        "--soh", "97.5", "--soh-method", "capacity-test", "--json", *args,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def verify_json(*args: str | Path) -> tuple[Result, list[dict[str, Any]]]:
+    """`verify ... --json`: the result and its parsed reports."""
+    result = run("verify", *args, "--json")
+    return result, json.loads(result.stdout)
+
+
+def failed_rules(report: dict[str, Any]) -> list[str]:
+    return [f["rule"] for f in report["failures"]]
+
+
 # --------------------------------------------------------------------------------------------
 # --help
 
@@ -201,7 +282,9 @@ def test_top_level_help_lists_every_command() -> None:
     result = run("--help")
     assert result.exit_code == 0
     text = plain(result.stdout)
-    for command in ("keys", "issue", "append", "show", "verify", "demo"):
+    for command in (
+        "keys", "ca", "issue", "append", "show", "verify", "challenge", "respond", "demo",
+    ):  # fmt: skip
         assert command in text
     assert "Exit codes" in text
 
@@ -225,8 +308,15 @@ def test_top_level_help_lists_every_command() -> None:
         ),
         (["append"], ["--status", "--parent", "--evicted", "--password-file", "--json"]),
         (["show"], ["--json"]),
-        (["verify"], ["--cert", "--json"]),
+        (["verify"], ["--trust", "--policy", "--challenge", "--response", "--json"]),
         (["demo"], ["--out", "--cells", "--years", "--json"]),
+        (["ca"], ["init", "issue", "revoke", "list"]),
+        (["ca", "init"], ["--not-before", "--days", "--force", "--json"]),
+        (["ca", "issue"], ["--role", "--cn", "--days", "--not-before", "--force", "--json"]),
+        (["ca", "revoke"], ["--reason", "--at", "--json", "key_compromise", "superseded"]),
+        (["ca", "list"], ["--json"]),
+        (["challenge"], ["--out"]),
+        (["respond"], ["--cell-key", "--out", "--password-file"]),
     ],
 )
 def test_subcommand_help(command: list[str], options: list[str]) -> None:
@@ -236,6 +326,14 @@ def test_subcommand_help(command: list[str], options: list[str]) -> None:
     text = plain(result.stdout)
     for option in options:
         assert option in text, f"{option} missing from {' '.join(command)} --help"
+
+
+def test_verify_help_has_no_cert_option() -> None:
+    """--cert is gone from verify: a certificate alone no longer makes a signature trusted."""
+    assert "--cert" not in plain(run("verify", "--help").stdout)
+    result = run("verify", "x.t5t", "--cert", "oem.cert.pem")
+    assert result.exit_code == 2
+    assert "--cert" in plain(result.stderr)
 
 
 # --------------------------------------------------------------------------------------------
@@ -699,40 +797,70 @@ def test_append_to_missing_image(batch: list[Path], tmp_path: Path) -> None:
 
 
 def test_actor_entry_needs_its_certificate_to_verify(
-    batch: list[Path], oem: tuple[Path, Path]
+    batch: list[Path], tester: tuple[Path, Path], trust: Path
 ) -> None:
-    """A tester signs with its own certificate (x5t); verifiers then need that certificate."""
-    tester_key, tester_cert = gen_p256("tester", "Test Lab")
-    x5t = thumbprint(load_certificates(tester_cert)[0])[1].hex()
+    """A tester signs with its own certificate (x5t); verifiers then need that certificate in
+    their trust bundle."""
+    x5t = thumbprint(load_certificates(tester[1])[0])[1].hex()
     image = batch[0]
-    result = run(
-        "append", image, "--key", tester_key, "--cert", tester_cert, "--kind", "measurement",
-        "--soh", "97.5", "--soh-method", "capacity-test", "--json",
-    )  # fmt: skip
-    assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["entry"]["signer"] == f"x5t:{x5t}"
+    report = measure(image, tester)
+    assert report["entry"]["signer"] == f"x5t:{x5t}"
     entry = show_json(image)["records"][-1]
     assert entry["kind"] == "measurement"
     assert entry["signer"] == f"x5t:{x5t}"
     assert entry["soh_capacity_pct"] == 97.5
 
-    result = run("verify", image, "--cert", oem[1], "--json")
+    result, (verdict,) = verify_json(image, "--trust", trust_copy(trust, without="tester"))
     assert result.exit_code == 1
-    assert f"FAIL: {image}" in result.stderr
+    assert f"FAIL: {image}: record 1: " in result.stderr
     assert "[trust.cert-unknown]" in result.stderr
-    (verdict,) = json.loads(result.stdout)
-    assert verdict["ok"] is False
-    assert verdict["error"]["rule"] == "trust.cert-unknown"
+    assert verdict["valid"] is False
+    assert failed_rules(verdict) == ["trust.cert-unknown"]
+    assert verdict["failures"][0]["record"] == 1
 
-    result = run("verify", image, "--cert", oem[1], "--cert", tester_cert, "--json")
+    result, (verdict,) = verify_json(image, "--trust", trust)
     assert result.exit_code == 0, result.stderr
-    (verdict,) = json.loads(result.stdout)
-    assert verdict["ok"] is True
-    assert verdict["signers"] == ["CN=ACME OEM", "CN=Test Lab"]
+    assert verdict["valid"] is True
+    assert [r["signer"] for r in verdict["records"]] == [
+        f"oem: {OEM_CN}",
+        f"tester: {TESTER_CN}",
+    ]
+
+
+def test_tester_may_not_write_telemetry(
+    batch: list[Path], tester: tuple[Path, Path], trust: Path
+) -> None:
+    """The write policy: a tester's genuine signature on telemetry is refused by verify (the
+    append itself is not a verifier and writes it)."""
+    result = run("append", batch[0], "--key", tester[0], "--cert", tester[1], "--cycles", "3")
+    assert result.exit_code == 0, result.stderr
+    result, (verdict,) = verify_json(batch[0], "--trust", trust)
+    assert result.exit_code == 1
+    assert failed_rules(verdict) == ["policy.write-denied"]
+    assert result.stderr.rstrip().endswith("[policy.write-denied]")
+
+
+def test_self_signed_oem_certificate_does_not_verify(cells_csv: Path, trust: Path) -> None:
+    """`keys generate --self-signed` still makes a certificate to sign with, but even when it
+    sits among the bundle's certificates it does not chain to an anchor."""
+    key, cert = gen_p256("self", OEM_CN)
+    assert issue((key, cert)).exit_code == 0
+    image = sorted(Path("passports").glob("*.t5t"))[0]
+    bundle = trust_copy(trust)
+    shutil.copy(cert, bundle / "certs" / "self.pem")
+    result, (verdict,) = verify_json(image, "--trust", bundle)
+    assert result.exit_code == 1
+    assert failed_rules(verdict) == ["trust.chain-invalid"]
+    assert f"FAIL: {image}: record 0: " in result.stderr
+    assert "[trust.chain-invalid]" in result.stderr
+
+    result, (verdict,) = verify_json(image, "--trust", trust)
+    assert result.exit_code == 1
+    assert failed_rules(verdict) == ["trust.cert-unknown"]
 
 
 def test_eviction_journals_exactly_the_evicted_records(
-    oem: tuple[Path, Path], cells_csv: Path
+    oem: tuple[Path, Path], cells_csv: Path, trust: Path
 ) -> None:
     """Filling an 888-byte tag moves old entries behind a checkpoint and into the journal;
     nothing is lost and the image still verifies."""
@@ -741,10 +869,9 @@ def test_eviction_journals_exactly_the_evicted_records(
     journal = Path(f"{image}.evicted.cbor")
     evicted: list[str] = []
     appends = 9
-    for day in range(1, appends + 1):
-        report = append_ok(
-            image, "--time", f"2027-01-{day:02d}T00:00:00Z", "--cycles", str(day * 10)
-        )
+    start = int(time.time())  # after the birth; the last entry stays within the clock skew
+    for n in range(1, appends + 1):
+        report = append_ok(image, "--time", iso(start + n), "--cycles", str(n * 10))
         evicted += report["evicted"]
         if report["evicted"]:
             assert report["journal"] == str(journal)
@@ -763,7 +890,7 @@ def test_eviction_journals_exactly_the_evicted_records(
     journalled = [r.body.seq for r in records if r.kind.name == "TELEMETRY"]  # type: ignore[union-attr]
     assert journalled + on_tag == list(range(1, appends + 1))
 
-    result = run("verify", image, "--cert", oem[1])
+    result = run("verify", image, "--trust", trust)
     assert result.exit_code == 0, result.stderr
     assert f"OK: {image}" in result.stderr
 
@@ -874,82 +1001,455 @@ def aged(batch: list[Path]) -> list[Path]:
     return batch
 
 
-def test_verify_directory_of_good_images(aged: list[Path], oem: tuple[Path, Path]) -> None:
-    result = run("verify", "passports", "--cert", oem[1])
+def test_verify_directory_of_good_images(aged: list[Path], trust: Path) -> None:
+    result = run("verify", "passports", "--trust", trust)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert lines == [f"OK: {image}" for image in aged]
 
 
-def test_verify_cert_directory(aged: list[Path], oem: tuple[Path, Path]) -> None:
-    """--cert may be a directory (key files in it are skipped, not misread)."""
-    result = run("verify", "passports", "--cert", ".")
+def test_verify_trust_from_environment(aged: list[Path], trust: Path) -> None:
+    """$PASSPORT_TRUST stands in for --trust; --trust wins over it."""
+    result = run("verify", "passports", env={"PASSPORT_TRUST": str(trust)})
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("OK: ") == 3
+    result = run("verify", "passports", "--trust", trust, env={"PASSPORT_TRUST": "nowhere"})
     assert result.exit_code == 0, result.stderr
 
 
-def test_verify_tampered_image(aged: list[Path], oem: tuple[Path, Path]) -> None:
+def test_verify_without_trust_is_usage_error(aged: list[Path]) -> None:
+    """No --trust and no $PASSPORT_TRUST: nothing can be trusted, so it is bad usage (2) and
+    says how to make a bundle."""
+    result = run("verify", aged[0], "--json")
+    assert result.exit_code == 2
+    assert "--trust" in result.stderr
+    assert "ca init" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("bundle", ["missing-dir", "empty-dir", "a-file"])
+def test_verify_unusable_trust_bundle(aged: list[Path], bundle: str) -> None:
+    Path("empty-dir").mkdir()
+    Path("a-file").write_text("not a bundle\n")
+    result = run("verify", aged[0], "--trust", bundle)
+    assert result.exit_code == 2
+    assert bundle in result.stderr
+    assert "OK:" not in result.stderr
+
+
+def test_verify_trust_dir_tolerates_keys_among_certificates(aged: list[Path], trust: Path) -> None:
+    """Key files next to the bundle's certificates are skipped, not misread."""
+    bundle = trust_copy(trust)
+    shutil.copy(cell_key(aged[0]), bundle / "certs" / "stray.pem")
+    shutil.copy(cell_key(aged[0]), bundle / "roots" / "stray.pem")
+    result = run("verify", "passports", "--trust", bundle)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_verify_without_the_oem_certificate_fails_trust(aged: list[Path], trust: Path) -> None:
+    """The birth record names the OEM certificate: without it nothing can be trusted."""
+    result, (verdict,) = verify_json(aged[0], "--trust", trust_copy(trust, without="oem"))
+    assert result.exit_code == 1
+    assert failed_rules(verdict) == ["trust.cert-unknown"]
+    assert verdict["failures"][0]["record"] == 0
+
+
+def test_verify_json_shape(aged: list[Path], trust: Path) -> None:
+    """One report per file: path, verdict, every failure, ids, one line per record, and the
+    SHA-256 of the policy applied (the bundle's policy.toml)."""
+    result, reports = verify_json(aged[0], "--trust", trust)
+    assert result.exit_code == 0, result.stderr
+    (report,) = reports
+    assert set(report) == {
+        "path", "valid", "failures", "battery_id", "passport_id", "records", "policy_sha256",
+    }  # fmt: skip
+    assert report["path"] == str(aged[0])
+    assert report["valid"] is True
+    assert report["failures"] == []
+    assert report["battery_id"] == "https://id.gs1.org/01/09506000134352/21/A0001"
+    shown = show_json(aged[0])
+    assert report["passport_id"] == shown["records"][0]["passport_id"]
+    policy = (trust / "policy.toml").read_bytes()
+    assert report["policy_sha256"] == hashlib.sha256(policy).hexdigest()
+    birth, entry = report["records"]
+    assert set(birth) == {"record", "kind", "seq", "time", "signer", "sha256"}
+    assert (birth["record"], birth["kind"], birth["seq"]) == (0, "birth", None)
+    assert (entry["record"], entry["kind"], entry["seq"]) == (1, "telemetry", 1)
+    assert (birth["signer"], entry["signer"]) == (f"oem: {OEM_CN}", "cell")
+    assert [r["sha256"] for r in report["records"]] == [
+        r.digest.hex() for r in read_image(aged[0]).records
+    ]
+    assert birth["time"] <= entry["time"] <= time.time()
+
+
+def test_verify_policy_option(aged: list[Path], trust: Path) -> None:
+    """--policy replaces the bundle's policy: one that lets the cell write nothing refuses
+    every cell entry (each reported, the first on the FAIL line, the rest as `also:`), and the
+    report names that policy's hash."""
+    append_ok(aged[0], "--cycles", "5")
+    text = (trust / "policy.toml").read_text()
+    strict = text.replace('cell = ["telemetry"]', "cell = []")
+    assert strict != text
+    Path("strict.toml").write_text(strict)
+    result, (verdict,) = verify_json(aged[0], "--trust", trust, "--policy", "strict.toml")
+    assert result.exit_code == 1
+    assert [(f["rule"], f["record"]) for f in verdict["failures"]] == [
+        ("policy.write-denied", 1),
+        ("policy.write-denied", 2),
+    ]
+    assert verdict["policy_sha256"] == hashlib.sha256(strict.encode()).hexdigest()
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"FAIL: {aged[0]}: record 1: ")
+    assert lines[0].endswith("[policy.write-denied]")
+    assert lines[1].startswith("  also: record 2: ")
+    assert lines[1].endswith("[policy.write-denied]")
+    assert len(lines) == 2
+
+    Path("broken.toml").write_text("version = 99\n")
+    result = run("verify", aged[0], "--trust", trust, "--policy", "broken.toml")
+    assert result.exit_code == 2
+    assert "broken.toml" in result.stderr
+
+
+def test_verify_tampered_image(aged: list[Path], trust: Path) -> None:
     """One flipped bit fails that file with a rule; the others still verify."""
     victim = aged[1]
     flip_last_signature_byte(victim)
-    result = run("verify", "passports", "--cert", oem[1])
+    result = run("verify", "passports", "--trust", trust)
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert lines[0] == f"OK: {aged[0]}"
-    assert lines[1].startswith(f"FAIL: {victim}: ")
+    assert lines[1].startswith(f"FAIL: {victim}: record 1: ")
     assert lines[1].endswith("[chain.entry-signature]")
     assert lines[2] == f"OK: {aged[2]}"
+    assert len(lines) == 3
 
-    result = run("verify", *aged, "--cert", oem[1], "--json")
+    result, verdicts = verify_json(*aged, "--trust", trust)
     assert result.exit_code == 1
-    verdicts = json.loads(result.stdout)
     assert [v["path"] for v in verdicts] == [str(p) for p in aged]
-    assert [v["ok"] for v in verdicts] == [True, False, True]
-    assert verdicts[1]["error"]["rule"] == "chain.entry-signature"
-    assert verdicts[1]["error"]["message"]
+    assert [v["valid"] for v in verdicts] == [True, False, True]
+    assert failed_rules(verdicts[1]) == ["chain.entry-signature"]
+    assert verdicts[1]["failures"][0]["record"] == 1
+    assert verdicts[1]["failures"][0]["message"]
     assert verdicts[0]["battery_id"].endswith("/21/A0001")
-    assert verdicts[0]["records"] == 2
-    assert verdicts[0]["signers"] == ["CN=ACME OEM", "cell"]
+    assert len(verdicts[0]["records"]) == 2
+    assert [r["signer"] for r in verdicts[0]["records"]] == [f"oem: {OEM_CN}", "cell"]
+    assert [r["signer"] for r in verdicts[1]["records"]] == [f"oem: {OEM_CN}", "?"]
 
 
-def test_verify_without_certificate_fails_trust(aged: list[Path]) -> None:
-    """The birth record names the OEM certificate: without it nothing can be trusted."""
-    result = run("verify", aged[0], "--json")
-    assert result.exit_code == 1
-    assert json.loads(result.stdout)[0]["error"]["rule"] == "trust.cert-unknown"
-
-
-def test_verify_missing_file_is_exit_2(aged: list[Path], oem: tuple[Path, Path]) -> None:
+def test_verify_missing_file_is_exit_2(aged: list[Path], trust: Path) -> None:
     """An unreadable file wins over a pass (exit 2), and the readable ones are still checked."""
-    result = run("verify", aged[0], "missing.t5t", "--cert", oem[1], "--json")
+    result, verdicts = verify_json(aged[0], "missing.t5t", "--trust", trust)
     assert result.exit_code == 2
     assert f"OK: {aged[0]}" in result.stderr
     assert "FAIL: missing.t5t: no such file" in result.stderr
-    verdicts = json.loads(result.stdout)
-    assert [v["ok"] for v in verdicts] == [True, False]
-    assert verdicts[1]["error"]["rule"] == "input.unreadable"
+    assert [v["valid"] for v in verdicts] == [True, False]
+    assert failed_rules(verdicts[1]) == ["input.unreadable"]
 
 
-def test_verify_non_image_file_fails_verification(aged: list[Path], oem: tuple[Path, Path]) -> None:
+def test_verify_non_image_file_fails_verification(aged: list[Path], trust: Path) -> None:
     """A file that reads but is not a tag image fails decoding: a FAIL line and exit 1
     (decoding is a verification rule, `image.cc`), unlike `show`, which exits 2."""
     Path("notes.txt").write_text("not a passport\n")
-    result = run("verify", "notes.txt", aged[0], "--cert", oem[1], "--json")
+    result, verdicts = verify_json("notes.txt", aged[0], "--trust", trust)
     assert result.exit_code == 1
     assert "FAIL: notes.txt:" in result.stderr
     assert "[image.cc]" in result.stderr
     assert f"OK: {aged[0]}" in result.stderr
-    verdicts = json.loads(result.stdout)
-    assert verdicts[0]["error"]["rule"] == "image.cc"
+    assert failed_rules(verdicts[0]) == ["image.cc"]
+    assert verdicts[0]["failures"][0]["record"] is None
+    assert verdicts[0]["records"] == []
 
 
-def test_verify_needs_images(tmp_path: Path) -> None:
-    result = run("verify")
+def test_verify_needs_images(trust: Path) -> None:
+    result = run("verify", "--trust", trust)
     assert result.exit_code == 2
     Path("empty").mkdir()
-    result = run("verify", "empty")
+    result = run("verify", "empty", "--trust", trust)
     assert result.exit_code == 2
     assert "no images" in result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# ca
+
+
+def test_ca_init_writes_a_pki(tmp_path: Path) -> None:
+    """CA keys, one key (0600) and certificate per role, and the trust bundle; --json lists
+    what was issued; the human lines go to stderr."""
+    result = run("ca", "init", "pki", "--not-before", PKI_NOT_BEFORE, "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["trust"] == str(Path("pki") / "trust")
+    assert [a["role"] for a in data["actors"]] == list(ROLES)
+    for actor in data["actors"]:
+        assert set(actor) == {"name", "role", "serial", "key", "certificate"}
+        key, cert = Path(actor["key"]), Path(actor["certificate"])
+        assert (key, cert) == actor_files(Path("pki"), actor["name"])
+        assert mode_of(key) == 0o600
+        assert isinstance(load_private(key), ec.EllipticCurvePrivateKey)
+        (certificate,) = load_certificates(cert)
+        assert format(certificate.serial_number, "x") == actor["serial"]
+        assert roles_of(certificate) == {Role(actor["role"])}
+        assert (Path("pki/trust/certs") / f"{actor['name']}.pem").read_bytes() == cert.read_bytes()
+        assert certificate.not_valid_before_utc == dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+        assert str(key) in result.stderr
+    for ca_key in Path("pki/ca").glob("*.key.pem"):
+        assert mode_of(ca_key) == 0o600
+    assert sorted(p.name for p in Path("pki/ca").glob("*.key.pem")) == [
+        "oem-ca.key.pem", "root.key.pem", "services-ca.key.pem",
+    ]  # fmt: skip
+    bundle = Path("pki/trust")
+    assert [p.name for p in (bundle / "roots").iterdir()] == ["root.pem"]
+    assert sorted(p.name for p in (bundle / "intermediates").iterdir()) == [
+        "oem-ca.pem", "services-ca.pem",
+    ]  # fmt: skip
+    assert len(list((bundle / "crls").iterdir())) == 3
+    assert b"[write]" in (bundle / "policy.toml").read_bytes()
+    assert not list(bundle.rglob("*.key.pem")), "private keys inside the trust bundle"
+
+
+def test_ca_init_refuses_an_existing_ca_without_force(shared_pki: Path, tmp_path: Path) -> None:
+    pki_dir = Path(shutil.copytree(shared_pki, tmp_path / "pki"))
+    before = snapshot(pki_dir)
+    result = run("ca", "init", pki_dir)
+    assert result.exit_code == 2
+    assert "--force" in result.stderr
+    assert snapshot(pki_dir) == before
+
+    result = run("ca", "init", pki_dir, "--force")
+    assert result.exit_code == 0, result.stderr
+    after = snapshot(pki_dir)
+    assert after["keys/oem.key.pem"] != before["keys/oem.key.pem"]
+    assert after["trust/roots/root.pem"] != before["trust/roots/root.pem"]
+
+
+def test_ca_issue_adds_an_actor_that_verifies(pki: Path, batch: list[Path]) -> None:
+    """A new tester issued into the bundle signs a measurement that verifies under its name."""
+    result = run("ca", "issue", pki, "lab2", "--role", "tester", "--cn", "Second Lab", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    key, cert = actor_files(pki, "lab2")
+    assert data == {
+        "name": "lab2",
+        "role": "tester",
+        "serial": format(load_certificates(cert)[0].serial_number, "x"),
+        "key": str(key),
+        "certificate": str(cert),
+    }
+    assert mode_of(key) == 0o600
+    assert (pki / "trust" / "certs" / "lab2.pem").exists()
+    assert load_certificates(cert)[0].extensions.get_extension_for_oid(
+        x509.ExtensionOID.EXTENDED_KEY_USAGE
+    ).value == x509.ExtendedKeyUsage([ROLE_OIDS[Role.TESTER]])
+
+    measure(batch[0], (key, cert))
+    result, (verdict,) = verify_json(batch[0], "--trust", pki / "trust")
+    assert result.exit_code == 0, result.stderr
+    assert verdict["records"][-1]["signer"] == "tester: Second Lab"
+
+    result, (verdict,) = verify_json(batch[0], "--trust", trust_copy(pki / "trust", without="lab2"))
+    assert result.exit_code == 1
+    assert failed_rules(verdict) == ["trust.cert-unknown"]
+
+
+def test_ca_issue_refusals(pki: Path) -> None:
+    before = snapshot(pki)
+    for args, fragment in (
+        (["lab2", "--role", "auditor"], "auditor"),
+        (["tester", "--role", "tester"], "--force"),
+        (["bad/name", "--role", "tester"], "bad/name"),
+    ):
+        result = run("ca", "issue", pki, *args)
+        assert result.exit_code == 2, args
+        assert fragment in result.stderr, args
+        assert snapshot(pki) == before
+    result = run("ca", "issue", Path("no-ca"), "lab2", "--role", "tester")
+    assert result.exit_code == 2
+    assert "ca init" in result.stderr
+
+
+@pytest.fixture
+def revocable(pki: Path, batch: list[Path]) -> tuple[Path, Path, Path, int]:
+    """(pki, image with a tester measurement claiming T + 10, image with one claiming T + 30)
+    and T (after the births); the tester is revoked at T + 20 by the tests. The births are
+    issued "now", so the measurements claim seconds ahead, within the policy's clock skew."""
+    tester_files = actor_files(pki, "tester")
+    now = int(time.time())
+    measure(batch[0], tester_files, "--time", str(now + 10))
+    measure(batch[1], tester_files, "--time", str(now + 30))
+    bundle = pki / "trust"
+    result = run("verify", batch[0], batch[1], "--trust", bundle)
+    assert result.exit_code == 0, result.stderr  # before any revocation both are fine
+    return pki, batch[0], batch[1], now
+
+
+def _revoke(pki_dir: Path, reason: str, at: int) -> dict[str, Any]:
+    result = run("ca", "revoke", pki_dir, "tester", "--reason", reason, "--at", iso(at), "--json")
+    assert result.exit_code == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_ca_revoke_superseded(revocable: tuple[Path, Path, Path, int]) -> None:
+    """After a revocation for a trusted reason, records claiming an earlier time still pass;
+    records claiming a later time fail."""
+    pki_dir, before, after, now = revocable
+    revoked = _revoke(pki_dir, "superseded", now + 20)
+    assert revoked["name"] == "tester"
+    assert revoked["reason"] == "superseded"
+    assert dt.datetime.fromisoformat(revoked["at"]).timestamp() == now + 20
+    bundle = pki_dir / "trust"
+    result, verdicts = verify_json(before, after, "--trust", bundle)
+    assert result.exit_code == 1
+    assert verdicts[0]["valid"] is True
+    assert failed_rules(verdicts[1]) == ["trust.signer-revoked"]
+    assert verdicts[1]["failures"][0]["record"] == 1
+    assert f"FAIL: {after}: record 1: " in result.stderr
+    assert f"OK: {before}" in result.stderr
+
+
+def test_ca_revoke_key_compromise(revocable: tuple[Path, Path, Path, int]) -> None:
+    """After a key compromise even records claiming an earlier time fail: without a registry
+    receipt nothing proves they were written before the revocation."""
+    pki_dir, before, after, now = revocable
+    _revoke(pki_dir, "key_compromise", now + 20)
+    result, verdicts = verify_json(before, after, "--trust", pki_dir / "trust")
+    assert result.exit_code == 1
+    assert failed_rules(verdicts[0]) == ["trust.revoked-unproven"]
+    assert failed_rules(verdicts[1]) == ["trust.signer-revoked"]
+
+
+def test_ca_revoke_default_reason_is_key_compromise(
+    revocable: tuple[Path, Path, Path, int],
+) -> None:
+    pki_dir, before, _, now = revocable
+    result = run("ca", "revoke", pki_dir, "tester", "--at", iso(now + 20))
+    assert result.exit_code == 0, result.stderr
+    assert "key_compromise" in result.stderr
+    result, (verdict,) = verify_json(before, "--trust", pki_dir / "trust")
+    assert failed_rules(verdict) == ["trust.revoked-unproven"]
+
+
+def test_ca_revoke_refusals(pki: Path) -> None:
+    before = snapshot(pki)
+    result = run("ca", "revoke", pki, "nobody")
+    assert result.exit_code == 2
+    assert "nobody" in result.stderr
+    result = run("ca", "revoke", pki, "tester", "--reason", "boredom")
+    assert result.exit_code == 2
+    assert "boredom" in result.stderr
+    assert "superseded" in result.stderr
+    assert snapshot(pki) == before
+
+
+def test_ca_list(pki: Path) -> None:
+    """Every issued actor with its role and serial; a revocation shows with its time and
+    reason. A certificate can be revoked by serial as well as by name."""
+    result = run("ca", "list", pki, "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["name"], r["role"]) for r in rows] == [(role, role) for role in ROLES]
+    for row in rows:
+        cert = load_certificates(actor_files(pki, row["name"])[1])[0]
+        assert row["serial"] == format(cert.serial_number, "x")
+        assert row["revoked"] is None
+        assert row["reason"] is None
+    recycler = next(r for r in rows if r["name"] == "recycler")
+
+    result = run("ca", "revoke", pki, f"0x{recycler['serial']}", "--reason", "superseded")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(run("ca", "list", pki, "--json").stdout)
+    revoked = [r for r in rows if r["revoked"]]
+    assert [(r["name"], r["reason"]) for r in revoked] == [("recycler", "superseded")]
+
+    text = run("ca", "list", pki)
+    assert text.exit_code == 0
+    lines = text.stderr.strip().splitlines()
+    assert len(lines) == len(ROLES)
+    assert [line.split()[0] for line in lines] == list(ROLES)
+    assert "revoked" in lines[ROLES.index("recycler")]
+    assert "superseded" in lines[ROLES.index("recycler")]
+    assert lines[0].endswith("valid")
+
+
+# --------------------------------------------------------------------------------------------
+# challenge and respond (anti-clone)
+
+
+def test_challenge_is_fresh_hex() -> None:
+    first, second = run("challenge"), run("challenge", "--out", "nonce.txt")
+    assert first.exit_code == second.exit_code == 0
+    for result in (first, second):
+        assert re.fullmatch(r"[0-9a-f]{64}\n", result.stdout), result.stdout
+    assert first.stdout != second.stdout
+    assert Path("nonce.txt").read_text() == second.stdout
+
+
+def _respond(challenge: str, key: Path, out: str = "answer.cose") -> Path:
+    result = run("respond", challenge, "--cell-key", key, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert Path(out).exists()
+    return Path(out)
+
+
+def test_genuine_cell_answers_the_challenge(aged: list[Path], trust: Path) -> None:
+    """The cell key the birth record certifies answers: the tag is on its own cell. The
+    challenge may be given as hex or as the file `challenge --out` wrote."""
+    nonce = run("challenge", "--out", "nonce.txt").stdout.strip()
+    answer = _respond(nonce, cell_key(aged[0]))
+    for given in (nonce, "nonce.txt"):
+        result, (verdict,) = verify_json(
+            aged[0], "--trust", trust, "--challenge", given, "--response", answer
+        )
+        assert result.exit_code == 0, result.stderr
+        assert verdict["valid"] is True
+    assert _respond("nonce.txt", cell_key(aged[0]), "again.cose").exists()
+
+
+def test_copied_tag_fails_the_challenge(aged: list[Path], trust: Path) -> None:
+    """A genuine image copied onto another cell: that cell's key cannot answer for it."""
+    nonce = run("challenge").stdout.strip()
+    answer = _respond(nonce, cell_key(aged[1]))
+    result, (verdict,) = verify_json(
+        aged[0], "--trust", trust, "--challenge", nonce, "--response", answer
+    )
+    assert result.exit_code == 1
+    assert failed_rules(verdict) == ["clone.response-invalid"]
+    assert verdict["failures"][0]["record"] is None
+    assert f"FAIL: {aged[0]}: " in result.stderr
+    assert "[clone.response-invalid]" in result.stderr
+
+
+def test_replayed_response_fails_the_challenge(aged: list[Path], trust: Path) -> None:
+    """The right cell's answer to another (older) challenge is refused."""
+    old, fresh = run("challenge").stdout.strip(), run("challenge").stdout.strip()
+    answer = _respond(old, cell_key(aged[0]))
+    result, (verdict,) = verify_json(
+        aged[0], "--trust", trust, "--challenge", fresh, "--response", answer
+    )
+    assert result.exit_code == 1
+    assert failed_rules(verdict) == ["clone.challenge-mismatch"]
+
+
+def test_challenge_usage_errors(aged: list[Path], trust: Path) -> None:
+    nonce = run("challenge").stdout.strip()
+    answer = _respond(nonce, cell_key(aged[0]))
+    for args in (
+        ["--challenge", nonce],  # without --response
+        ["--response", str(answer)],  # without --challenge
+        ["--challenge", nonce, "--response", str(answer), str(aged[1])],  # two images
+        ["--challenge", "abcd", "--response", str(answer)],  # not 32 bytes
+        ["--challenge", "zz" * 32, "--response", str(answer)],  # not hex
+        ["--challenge", nonce, "--response", "missing.cose"],
+    ):
+        result = run("verify", aged[0], "--trust", trust, *args)
+        assert result.exit_code == 2, args
+        assert "OK:" not in result.stderr, args
+    result = run("respond", "abcd", "--cell-key", cell_key(aged[0]), "--out", "x.cose")
+    assert result.exit_code == 2
+    assert not Path("x.cose").exists()
 
 
 # --------------------------------------------------------------------------------------------
@@ -963,14 +1463,14 @@ def test_script_help() -> None:
 
 
 def test_script_issue_append_verify(tmp_path: Path) -> None:
-    """The whole job through real pipes: keys, issue from stdin, append, verify, tamper."""
-    proc = run_script("keys", "generate", "-t", "p256", "-o", "oem.pem", "--self-signed", "OEM")
+    """The whole job through real pipes: a PKI, issue from stdin, append, verify, tamper."""
+    proc = run_script("ca", "init", "pki", "--not-before", PKI_NOT_BEFORE)
     assert proc.returncode == 0, proc.stderr
     example = run_script("issue", "--example-csv")
     assert example.returncode == 0
     proc = run_script(
-        "issue", "-", "--key", "oem.pem", "--cert", "oem.cert.pem", "-o", "out", "--json",
-        "--profile", "ntag216", input=example.stdout.encode(),
+        "issue", "-", "--key", "pki/keys/oem.key.pem", "--cert", "pki/keys/oem.cert.pem",
+        "-o", "out", "--json", "--profile", "ntag216", input=example.stdout.encode(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["issued"] == 3
@@ -978,27 +1478,29 @@ def test_script_issue_append_verify(tmp_path: Path) -> None:
     proc = run_script("append", image, "--cell-key", cell_key(image), "--cycles", "1.5")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
-    proc = run_script("verify", "out", "--cert", "oem.cert.pem")
+    proc = run_script("verify", "out", "--trust", "pki/trust")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("OK: ") == 3
     flip_last_signature_byte(image)
-    proc = run_script("verify", "out", "--cert", "oem.cert.pem", "--json")
+    proc = run_script("verify", "out", "--trust", "pki/trust", "--json")
     assert proc.returncode == 1
-    assert [v["ok"] for v in json.loads(proc.stdout)] == [False, True, True]
+    assert [v["valid"] for v in json.loads(proc.stdout)] == [False, True, True]
     assert f"FAIL: out/{image.name}" in proc.stderr
 
 
-def test_script_bad_input_exit_codes(tmp_path: Path) -> None:
+def test_script_bad_input_exit_codes(shared_pki: Path) -> None:
     """Process exit codes of failures, as a shell script would see them."""
     Path("junk.t5t").write_bytes(b"\x00" * 64)
     assert run_script("show", "junk.t5t").returncode == 2
-    assert run_script("verify", "junk.t5t").returncode == 1
+    assert run_script("verify", "junk.t5t", "--trust", shared_pki / "trust").returncode == 1
+    assert run_script("verify", "junk.t5t").returncode == 2  # no trust bundle
     assert run_script("verify").returncode == 2
     assert run_script("issue", "nope.csv", "--key", "k", "--cert", "c").returncode == 2
 
 
 def test_script_demo(tmp_path: Path) -> None:
-    """The demo tampers with one tag and must catch exactly that one."""
+    """The demo builds a PKI, tampers with one tag and must catch exactly that one; what it
+    leaves verifies the same way from the command line."""
     proc = run_script("demo", "--out", "d", "--cells", "6", "--years", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -1006,4 +1508,20 @@ def test_script_demo(tmp_path: Path) -> None:
     assert report["cells"] == 6
     assert report["verified_ok"] == 5
     assert list(report["failed"]) == [report["tampered"]]
+    assert set(report["entries_by_signer"]) == {"cell", "tester", "recycler"}
+    assert report["entries_by_signer"]["cell"] == 6 * 2 * 4  # quarterly, two years
+    assert report["entries_by_signer"]["tester"] == 6 * 2  # yearly
     assert "demo as expected" in proc.stderr
+    assert Path("d/trust/roots").is_dir()
+    images = sorted(Path("d/images").glob("*.t5t"))
+    assert len(images) == 6
+    assert Path(report["tampered"]).resolve() in [p.resolve() for p in images]
+
+    result, verdicts = verify_json("--trust", "d/trust", "d/images")
+    assert result.exit_code == 1
+    failed = [v["path"] for v in verdicts if not v["valid"]]
+    assert [Path(p).resolve() for p in failed] == [Path(report["tampered"]).resolve()]
+    (bad,) = (v for v in verdicts if not v["valid"])
+    assert failed_rules(bad)[0].endswith("-signature")
+    signers = {r["signer"].split(":")[0] for v in verdicts for r in v["records"]}
+    assert {"oem", "cell", "tester", "recycler"} <= signers

@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RULE = re.compile(r"\b((?:cbor|cose|record|image|chain|trust)\.[a-z0-9-]+)\b")
+NOT_RULES = {"policy.toml"}  # file names that look like rule ids
+RULE = re.compile(r"\b((?:cbor|cose|record|image|chain|trust|policy|clone)\.[a-z0-9-]+)\b")
 
 
 def raised_rules() -> set[str]:
@@ -14,7 +15,9 @@ def raised_rules() -> set[str]:
     for path in (ROOT / "passport").rglob("*.py"):
         text = path.read_text()
         found |= set(re.findall(r'rule="([a-z0-9.-]+)"', text))
-        found |= {m for m in re.findall(r'"([a-z]+\.[a-z0-9-]+)"', text) if RULE.fullmatch(m)}
+        # ... and rule ids passed around as plain strings (rule tables, scanner faults)
+        quoted = re.findall(r'"([a-z]+\.[a-z0-9-]+)"', text)
+        found |= {m for m in quoted if RULE.fullmatch(m) and m not in NOT_RULES}
     return found
 
 

@@ -917,11 +917,18 @@ def test_wire_format_vector(name: str) -> None:
 
 
 def test_then_later_values_win_and_absent_ones_carry() -> None:
-    earlier = Values(fec_deci=10, wh=100, soh_capacity_cpct=9900, soh_method=SohMethod.EIS)
+    earlier = Values(fec_deci=10, wh=100, resistance_uohm=15000)
     later = Values(fec_deci=20, soh_capacity_cpct=9800)
     assert earlier.then(later) == Values(
-        fec_deci=20, wh=100, soh_capacity_cpct=9800, soh_method=SohMethod.EIS
+        fec_deci=20, wh=100, resistance_uohm=15000, soh_capacity_cpct=9800
     )
+
+
+def test_then_a_new_soh_brings_its_own_method_and_sigma() -> None:
+    """An old sigma must never widen the tolerance for a newer SoH reported without one."""
+    earlier = Values(soh_capacity_cpct=9000, soh_method=SohMethod.EIS, soh_sigma_cpct=300)
+    assert earlier.then(Values(soh_capacity_cpct=8900)) == Values(soh_capacity_cpct=8900)
+    assert earlier.then(Values(fec_deci=5)) == earlier._replace(fec_deci=5)
 
 
 def test_then_events_accumulate_sorted_and_unique() -> None:
@@ -952,13 +959,16 @@ def test_then_with_empty_is_identity() -> None:
 @settings(max_examples=100)
 @given(values_strategy(), values_strategy())
 def test_then_property(a: Values, b: Values) -> None:
-    """Field by field: b's value if present else a's; events are the sorted union."""
+    """Field by field: b's value if present else a's; events are the sorted union; a SoH
+    brings its method and sigma along."""
     c = a.then(b)
     for name in Values._fields:
         if name == "events":
             assert c.events == tuple(sorted(set(a.events) | set(b.events)))
         elif name == "parents":
             assert c.parents == (b.parents or a.parents)
+        elif name in ("soh_method", "soh_sigma_cpct") and b.soh_capacity_cpct is not None:
+            assert getattr(c, name) == getattr(b, name)  # travels with b's SoH
         else:
             new = getattr(b, name)
             assert getattr(c, name) == (getattr(a, name) if new is None else new)
