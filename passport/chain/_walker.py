@@ -1,30 +1,17 @@
-"""History verification: who signed each record, were they allowed to, does it hang together.
-
-`check_records` walks a passport's records in order (birth first; then entries and checkpoints
-as on a tag, or a full history as the registry keeps it) and returns a `Report` listing every
-failed rule with the record it concerns. `verify_image` is the strict form: it returns the
-report of a valid image or raises `VerificationError` for the first finding. The rules and their
-ids are listed in `RULES` (and in the README).
-
-Signature rules use the trust bundle's certificates (found by x5t, validated to an anchor, role
-from the EKU, revocation from the CRLs) and its policy (write permissions, status transitions,
-SoH tolerance, and the time question: see `passport/trust/policy.toml`).
-"""
+"""The walk along a history that applies every rule (internal to `passport.chain`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from passport._ed25519 import check_public_key
-from passport.errors import ChainError, DecodeError, SignatureError, VerificationError
-from passport.image import Image
+from passport.chain.report import Finding, ReceiptLookup, RecordInfo
+from passport.errors import SignatureError, VerificationError
 from passport.records import (
     COUNTER_FIELDS,
     Birth,
@@ -37,110 +24,6 @@ from passport.records import (
 )
 from passport.trust.bundle import Signer, TrustBundle
 from passport.trust.roles import CELL
-
-#: rule id -> what it checks. Decoding rules (cbor.*, cose.*, record.*, image.*) are listed in
-#: the README next to these.
-RULES: dict[str, str] = {
-    "chain.birth-signature": "the birth record verifies with the certificate its x5t names",
-    "chain.cell-key": "the birth record certifies a sound Ed25519 cell key",
-    "chain.entry-signature": "an entry verifies with the cell key, or with the certificate its "
-    "x5t names",
-    "chain.checkpoint-signature": "a checkpoint verifies with the cell key",
-    "chain.checkpoint-birth": "a checkpoint names the SHA-256 of this passport's birth record",
-    "chain.checkpoint-mismatch": "a checkpoint's count, head, time and values match the entries "
-    "it stands for",
-    "chain.prev-mismatch": "an entry's prev is the SHA-256 of the record before it",
-    "chain.seq-gap": "an entry's seq is the previous seq + 1 (the first entry is 1)",
-    "chain.time-backwards": "no record claims a time before the record it follows",
-    "chain.time-future": "no record claims a time later than the verifier's clock allows",
-    "chain.counter-decreased": "cumulative counters (cycles, throughput, event counts, minutes "
-    "at extreme temperature) never decrease",
-    "chain.soh-rise": "SoH never rises beyond the stated uncertainty except by remanufacture",
-    "chain.status-transition": "status changes follow the policy's allowed transitions",
-    "policy.write-denied": "the signer's role may write this kind of record",
-    "policy.lineage": "lineage parents come from a role and with a status the policy allows",
-    "trust.cert-unknown": "the certificate an x5t names is in the trust bundle",
-    "trust.chain-invalid": "the signer's certificate chains to a trust anchor",
-    "trust.signer-expired": "the record's claimed time lies within its signer's certificate "
-    "validity",
-    "trust.signer-revoked": "the record's claimed time is before its signer's revocation",
-    "trust.revoked-unproven": "a record of a signer revoked for key compromise (or an "
-    "unspecified reason) has a receipt proving it was logged before the revocation",
-    "trust.expired-unproven": "a record of a signer whose certificate has expired has a receipt "
-    "proving it was logged while it was valid (when the policy asks for one)",
-}
-
-
-class ReceiptLookup(Protocol):
-    """Where verified registry receipts come from (the registry issue provides one)."""
-
-    def logged_at(self, digest: bytes) -> dt.datetime | None:
-        """When the record with this SHA-256 was logged, proven by a verified receipt."""
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    rule: str
-    index: int | None  # record position (0 = birth); None: the passport as a whole
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "record": self.index, "message": self.message}
-
-
-@dataclass(frozen=True, slots=True)
-class RecordInfo:
-    index: int
-    kind: str
-    seq: int | None
-    time: int
-    signer: str  # "cell", "<role>: <subject>", or "?" when it could not be established
-    sha256: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "record": self.index, "kind": self.kind, "seq": self.seq, "time": self.time,
-            "signer": self.signer, "sha256": self.sha256,
-        }  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """Everything a verifier found about one passport. `valid` when nothing was found."""
-
-    findings: tuple[Finding, ...]
-    records: tuple[RecordInfo, ...] = ()
-    birth: Birth | None = None
-    policy_sha256: str = ""
-
-    @property
-    def valid(self) -> bool:
-        return not self.findings
-
-    def raise_first(self) -> None:
-        """Raise the first finding as `SignatureError` (signatures), `ChainError` (history
-        rules) or `VerificationError` (anything else)."""
-        if self.findings:
-            first = self.findings[0]
-            where = f"record {first.index}: " if first.index is not None else ""
-            cls: type[VerificationError] = VerificationError
-            if first.rule.startswith("cose.") or first.rule.endswith("-signature"):
-                cls = SignatureError
-            elif first.rule.startswith("chain."):
-                cls = ChainError
-            raise cls(where + first.message, rule=first.rule)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "valid": self.valid,
-            "failures": [f.to_dict() for f in self.findings],
-        }
-        if self.birth is not None:
-            out["battery_id"] = self.birth.battery_id
-            out["passport_id"] = str(self.birth.passport_id)
-        out["records"] = [r.to_dict() for r in self.records]
-        out["policy_sha256"] = self.policy_sha256
-        return out
 
 
 def cell_public_key(birth: Birth) -> ed25519.Ed25519PublicKey:
@@ -172,7 +55,7 @@ class _State:
 _NOBODY: frozenset[str] = frozenset()
 
 
-class _Walker:
+class Walker:
     def __init__(
         self, trust: TrustBundle, now: dt.datetime | None, receipts: ReceiptLookup | None
     ) -> None:
@@ -455,50 +338,6 @@ class _Walker:
         self.infos.append(
             RecordInfo(index, _kind(record.kind), seq, time, signer, record.digest.hex())
         )
-
-
-def check_records(
-    records: Sequence[SignedRecord],
-    trust: TrustBundle,
-    *,
-    now: dt.datetime | None = None,
-    receipts: ReceiptLookup | None = None,
-) -> Report:
-    """Check a history: a birth record, then entries and checkpoints in the order written."""
-    walker = _Walker(trust, now, receipts)
-    sha = trust.policy.sha256
-    if not records or records[0].kind is not Kind.BIRTH:
-        walker.fail("image.order", 0, "a passport starts with its birth record")
-        return Report(tuple(walker.findings), policy_sha256=sha)
-    birth, key, state = walker.birth(records[0])
-    for index, record in enumerate(records[1:], start=1):
-        if isinstance(record.body, Checkpoint):
-            walker.checkpoint(record, index, records[0].digest, key, state)
-        elif isinstance(record.body, Entry):
-            walker.entry(record, index, key, state)
-        else:
-            walker.fail("image.order", index, "a second birth record inside a history")
-    return Report(tuple(walker.findings), tuple(walker.infos), birth, sha)
-
-
-def check_image(image: Image, trust: TrustBundle, **kwargs: Any) -> Report:
-    return check_records(image.records, trust, **kwargs)
-
-
-def check_image_bytes(data: bytes, trust: TrustBundle, **kwargs: Any) -> Report:
-    """Decode and check; a tag that does not decode is a report with that one finding."""
-    try:
-        image = Image.from_bytes(data)
-    except DecodeError as exc:
-        return Report((Finding(exc.rule, None, exc.reason),), policy_sha256=trust.policy.sha256)
-    return check_image(image, trust, **kwargs)
-
-
-def verify_image(image: Image, trust: TrustBundle, **kwargs: Any) -> Report:
-    """The strict form: the report of a valid image, or `VerificationError` (first finding)."""
-    report = check_image(image, trust, **kwargs)
-    report.raise_first()
-    return report
 
 
 def _kind(kind: Kind) -> str:
