@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import ca, keys
+from cli import audit, ca, keys, registry
 from cli.append import append
 from cli.challenge import challenge, respond
 from cli.demo import demo
@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 app.add_typer(keys.app, name="keys")
 app.add_typer(ca.app, name="ca")
+app.add_typer(registry.app, name="registry")
+app.add_typer(audit.app, name="audit")
 app.command("issue")(issue)
 app.command("append")(append)
 app.command("show")(show)

@@ -274,9 +274,9 @@ class Receipts:
     logged: dict[bytes, dt.datetime] = field(default_factory=dict)
     asked: list[bytes] = field(default_factory=list)
 
-    def logged_at(self, digest: bytes) -> dt.datetime | None:
-        self.asked.append(digest)
-        return self.logged.get(digest)
+    def logged_at(self, record: SignedRecord) -> dt.datetime | None:
+        self.asked.append(record.digest)
+        return self.logged.get(record.digest)
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NOT_RULES = {"policy.toml"}  # file names that look like rule ids
-RULE = re.compile(r"\b((?:cbor|cose|record|image|chain|trust|policy|clone)\.[a-z0-9-]+)\b")
+NOT_RULES = {"policy.toml", "record.digest"}  # a file name and a column that look like rules
+PREFIXES = "cbor|cose|record|image|chain|trust|policy|clone|log|registry"
+RULE = re.compile(rf"\b((?:{PREFIXES})\.[a-z0-9-]+)\b")
 
 
 def raised_rules() -> set[str]:

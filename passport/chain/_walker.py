@@ -160,7 +160,7 @@ class Walker:
                 )  # fmt: skip
 
     def _logged(self, record: SignedRecord) -> dt.datetime | None:
-        return self.receipts.logged_at(record.digest) if self.receipts else None
+        return self.receipts.logged_at(record) if self.receipts else None
 
     def _time_future(self, at: int, index: int, what: str) -> None:
         limit = self.now.timestamp() + self.policy.max_clock_skew_s

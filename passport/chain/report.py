@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from passport.errors import ChainError, SignatureError, VerificationError
-from passport.records import Birth
+from passport.records import Birth, SignedRecord
 
 #: rule id -> what it checks. Decoding rules (cbor.*, cose.*, record.*, image.*) are listed in
 #: the README next to these.
@@ -43,10 +43,11 @@ RULES: dict[str, str] = {
 
 
 class ReceiptLookup(Protocol):
-    """Where verified registry receipts come from (the registry issue provides one)."""
+    """Where proof of logging comes from: `passport.receipts.ReceiptBook` (receipts an auditor
+    holds, verified with the log key) or the registry's own log."""
 
-    def logged_at(self, digest: bytes) -> dt.datetime | None:
-        """When the record with this SHA-256 was logged, proven by a verified receipt."""
+    def logged_at(self, record: SignedRecord) -> dt.datetime | None:
+        """When `record` was logged, as proven (None when nothing proves it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,317 @@
+"""The registry: every record ever written for every cell, verified, with a transparency log.
+
+`Registry(url, trust=...)` opens one (SQLite file or PostgreSQL URL); `Registry.init(url)`
+applies the migrations and creates the log key. See `ingest.py` for what ingest checks and
+`log.py` for the log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from passport import cbor
+from passport._fileio import read_bytes
+from passport.chain import Finding
+from passport.errors import DecodeError, InputError, PassportError, StorageError
+from passport.image import Image
+from passport.records import Entry, SignedRecord
+from passport.registry import migrate
+from passport.registry.db import is_sqlite, make_engine, resolve_url
+from passport.registry.ingest import IngestSummary, RegistryReceipts, Source, Store, Verifier
+from passport.registry.log import SqlLog
+from passport.registry.models import alert_t, cell_t, chain_head_t, log_meta_t, record_t
+from passport.trust.bundle import TrustBundle
+
+__all__ = ["IngestSummary", "Registry", "RegistryReceipts", "Source", "read_sources"]
+
+BATCH = 200  # inputs per transaction
+JOURNAL_SUFFIX = ".evicted.cbor"
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def read_sources(
+    paths: Iterable[str | os.PathLike[str]],
+) -> tuple[list[Source], list[tuple[str, str]]]:
+    """Files (or directories of *.t5t and *.evicted.cbor) -> sources; unreadable ones are
+    returned as (path, reason) instead of stopping the batch."""
+    sources: list[Source] = []
+    problems: list[tuple[str, str]] = []
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(p.glob("*.t5t")))
+            files.extend(sorted(p.glob(f"*{JOURNAL_SUFFIX}")))
+        else:
+            files.append(p)
+    for f in files:
+        try:
+            sources.append(source_from_bytes(str(f), read_bytes(f, limit=64 << 20)))
+        except (InputError, DecodeError) as exc:
+            problems.append((str(f), exc.reason))
+    return sources, problems
+
+
+def source_from_bytes(name: str, data: bytes) -> Source:
+    """A tag image (starts with a Type 5 capability container) or a CBOR sequence of records."""
+    if data[:1] in (b"\xe1", b"\xe2"):
+        return Source(name, image=Image.from_bytes(data))
+    records = tuple(SignedRecord.from_bytes(raw) for raw in cbor.iter_sequence(data, what=name))
+    if not records:
+        raise InputError("neither a tag image nor a journal of records", source=name)
+    return Source(name, records=records)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryCheck:
+    """What the registry says about an image: rollback, fork, clone flags."""
+
+    known: bool
+    findings: tuple[Finding, ...]
+
+
+class Registry:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        trust: TrustBundle | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.url = resolve_url(url)
+        self.engine = engine or make_engine(self.url)
+        self.trust = trust
+
+    # ------------------------------------------------------------------ setup
+
+    @classmethod
+    def init(cls, url: str | None = None, *, origin: str | None = None) -> Registry:
+        """Apply migrations and, on a new database, create the log's Ed25519 key."""
+        registry = cls(url)
+        if registry.url.startswith("sqlite:///") and registry.url != "sqlite:///:memory:":
+            Path(registry.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            migrate.upgrade(registry.engine)
+            with registry.engine.begin() as conn:
+                if conn.execute(select(log_meta_t.c.id)).first() is None:
+                    key = ed25519.Ed25519PrivateKey.generate()
+                    conn.execute(insert(log_meta_t).values(
+                        id=1,
+                        origin=origin or f"battery-passport.example/log/{uuid.uuid4().hex[:12]}",
+                        public_key_pem=key.public_key().public_bytes(
+                            serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo,
+                        ).decode(),
+                        private_key_pem=key.private_bytes(
+                            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption(),
+                        ).decode(),
+                        size=0,
+                    ))  # fmt: skip
+                    log = SqlLog(conn)
+                    log.sign_checkpoint(log.state(), 0, _utcnow())
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"cannot initialise the registry at {registry.url}: {_short(exc)}"
+            ) from None
+        return registry
+
+    def _need_trust(self) -> TrustBundle:
+        if self.trust is None:
+            raise InputError("this needs the trust bundle (--trust DIR)")
+        return self.trust
+
+    # ------------------------------------------------------------------ ingest
+
+    def ingest(
+        self,
+        sources: Sequence[Source],
+        *,
+        now: dt.datetime | None = None,
+        batch: int = BATCH,
+        progress: Callable[[int], None] | None = None,
+    ) -> IngestSummary:
+        """Verify and store; images first then journals within each batch. Idempotent."""
+        trust = self._need_trust()
+        summary = IngestSummary(sources=len(sources))
+        started = time.perf_counter()
+        ordered = [s for s in sources if s.image is not None] + [
+            s for s in sources if s.image is None
+        ]
+        for start in range(0, len(ordered), batch):
+            chunk = ordered[start : start + batch]
+            self._ingest_batch(chunk, trust, now, summary)
+            if progress is not None:
+                progress(len(chunk))
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _ingest_batch(
+        self,
+        chunk: Sequence[Source],
+        trust: TrustBundle,
+        now: dt.datetime | None,
+        summary: IngestSummary,
+    ) -> None:
+        verifier = Verifier(self.engine, trust, now)
+        accepted: list[SignedRecord] = []
+        pending: dict[bytes, SignedRecord] = {}
+        alerts_before = len(summary.alerts)
+        try:
+            for source in chunk:
+                if source.image is not None:
+                    records = verifier.image(source, summary)
+                else:
+                    records = verifier.journal(source, summary, pending)
+                accepted.extend(records)
+                pending.update((r.digest, r) for r in records)
+            with self.engine.begin() as conn:
+                batch_summary = IngestSummary(alerts=summary.alerts[alerts_before:])
+                Store(conn, trust, now or _utcnow()).put(accepted, batch_summary)
+            summary.stored += batch_summary.stored
+            summary.duplicates += batch_summary.duplicates
+            summary.tree_size = batch_summary.tree_size
+        except PassportError:
+            raise
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"ingest failed, nothing of this batch was stored: {_short(exc)}"
+            ) from None
+
+    # ------------------------------------------------------------------ reading
+
+    def info(self) -> dict[str, Any]:
+        with self._connect() as conn:
+            log = SqlLog(conn)
+            state = log.state()
+            checkpoint = log.latest_checkpoint()
+            meta = conn.execute(select(log_meta_t.c.public_key_pem)).scalar_one()
+            return {
+                "url": self.engine.url.render_as_string(hide_password=True),
+                "engine": self.engine.dialect.name,
+                "origin": state.origin,
+                "tree_size": state.size,
+                "root": log.root(state.size).hex(),
+                "log_public_key_pem": meta,
+                "cells": conn.execute(select(func.count()).select_from(cell_t)).scalar_one(),
+                "flagged_cells": conn.execute(
+                    select(func.count()).select_from(cell_t).where(cell_t.c.flagged)
+                ).scalar_one(),
+                "records": conn.execute(select(func.count()).select_from(record_t)).scalar_one(),
+                "alerts": conn.execute(select(func.count()).select_from(alert_t)).scalar_one(),
+                "checkpoint": checkpoint.note if checkpoint else None,
+            }
+
+    def log_public_key(self) -> ed25519.Ed25519PublicKey:
+        with self._connect() as conn:
+            return SqlLog(conn).state().key.public_key()
+
+    def prove(self, digest: bytes) -> bytes:
+        """The RFC 9942 receipt of a record against the newest checkpoint."""
+        with self._connect() as conn:
+            log = SqlLog(conn)
+            return log.receipt(digest, log.state())
+
+    def record(self, digest: bytes) -> bytes:
+        with self._connect() as conn:
+            row = conn.execute(select(record_t.c.raw).where(record_t.c.digest == digest)).first()
+        if row is None:
+            raise InputError(f"record {digest.hex()} is not in the registry")
+        return bytes(row[0])
+
+    def checkpoint(self) -> str:
+        """The newest signed checkpoint, signing one first if the log grew since."""
+        with self.engine.begin() as conn:
+            log = SqlLog(conn)
+            state = log.state(lock=True)
+            return log.sign_checkpoint(state, state.size, _utcnow())
+
+    def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        with self._connect() as conn:
+            size = SqlLog(conn).state().size
+            if not 0 <= old_size <= new_size <= size:
+                raise InputError(f"sizes must satisfy 0 <= old <= new <= {size} (the log size)")
+            return SqlLog(conn).consistency_proof(old_size, new_size)
+
+    def alerts(self) -> list[dict[str, Any]]:
+        with self._connect() as conn:
+            rows = conn.execute(select(alert_t).order_by(alert_t.c.id)).all()
+        return [
+            {"id": r.id, "kind": r.kind, "cell_id": r.cell_id, "message": r.message,
+             "detail": r.detail, "created_at": r.created_at.isoformat()}
+            for r in rows
+        ]  # fmt: skip
+
+    def check_image(self, image: Image) -> RegistryCheck:
+        """Compare a tag with what the registry holds: unknown, rolled back, forked, flagged."""
+        findings: list[Finding] = []
+        with self._connect() as conn:
+            cell = conn.execute(
+                select(cell_t).where(cell_t.c.birth_digest == image.birth.digest)
+            ).first()
+            if cell is None:
+                unknown = "the registry holds no passport with this birth record"
+                return RegistryCheck(False, (Finding("registry.unknown", None, unknown),))
+            head = conn.execute(
+                select(chain_head_t).where(chain_head_t.c.cell_id == cell.id)
+            ).first()
+            last = image.entries[-1] if image.entries else None
+            seq = last.body.seq if last is not None and isinstance(last.body, Entry) else 0
+            if head is not None and seq < head.seq:
+                findings.append(Finding(
+                    "registry.rollback", None,
+                    f"the tag's newest entry is seq {seq}, but the registry holds up to seq "
+                    f"{head.seq} for this passport: the tag was rolled back or truncated",
+                ))  # fmt: skip
+            for record in image.records:
+                stored = conn.execute(
+                    select(record_t.c.digest).where(record_t.c.digest == record.digest)
+                ).first()
+                if (
+                    stored is None
+                    and isinstance(record.body, Entry)
+                    and head is not None
+                    and record.body.seq <= head.seq
+                ):
+                    findings.append(Finding(
+                        "registry.fork", None,
+                        f"entry seq {record.body.seq} on the tag differs from the registry's",
+                    ))  # fmt: skip
+            if cell.flagged:
+                findings.append(Finding(
+                    "registry.flagged", None,
+                    "the registry has flagged this passport (fork or clone alert): see alerts",
+                ))  # fmt: skip
+        return RegistryCheck(True, tuple(findings))
+
+    def receipt_lookup(self) -> RegistryReceipts:
+        return RegistryReceipts(self.engine)
+
+    def _connect(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except OperationalError as exc:
+            raise StorageError(f"cannot open the registry at {self.url}: {_short(exc)}") from None
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+del is_sqlite

@@ -1,0 +1,498 @@
+"""Verified ingest: images and evicted-record journals into the registry.
+
+Two phases per batch. First, without locks, every input is decoded and verified with the trust
+model: an image with `check_image` (all or nothing), a journal of evicted records along the
+hash chains the registry already holds, from the birth record and with every known checkpoint
+in place, so that a checkpoint summarizing a different past is caught. Then, in one
+transaction with the log locked, the new records are stored as their exact bytes, appended to
+the log, forks and clones recorded as alerts, chain heads moved and a checkpoint signed. A
+crash at any point leaves the database as it was before the batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from passport import merkle
+from passport.chain import Finding, check_image, check_records
+from passport.errors import VerificationError
+from passport.image import Image
+from passport.records import Birth, Checkpoint, Entry, SignedRecord
+from passport.registry.log import SqlLog
+from passport.registry.models import (
+    actor_cert_t,
+    alert_t,
+    cell_t,
+    chain_head_t,
+    record_t,
+)
+from passport.trust.bundle import TrustBundle
+from passport.trust.roles import roles_of
+from passport.trust.store import thumbprint
+
+MAX_FORK_PATHS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One input: an image, or a journal of evicted records (`image` None)."""
+
+    name: str
+    image: Image | None = None
+    records: tuple[SignedRecord, ...] = ()
+
+
+@dataclass(slots=True)
+class IngestSummary:
+    sources: int = 0
+    stored: int = 0
+    duplicates: int = 0  # already in the registry: a no-op
+    rejected: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # source -> findings
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    tree_size: int = 0
+    seconds: float = 0.0
+
+    def reject(self, source: str, findings: Iterable[Finding]) -> None:
+        self.rejected.setdefault(source, []).extend(f.to_dict() for f in findings)
+
+
+class RegistryReceipts:
+    """A `ReceiptLookup` answered from the registry's own log: a record counts as logged when
+    the first checkpoint covering its leaf was signed. The operator is trusted here; auditors
+    hold receipts instead (`passport.receipts.ReceiptBook`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def logged_at(self, record: SignedRecord) -> dt.datetime | None:
+        with self.engine.connect() as conn:
+            log = SqlLog(conn)
+            index = log.leaf_of(record.digest)
+            if index is None:
+                return None
+            checkpoint = log.checkpoint_covering(index)
+            return checkpoint.signed_at if checkpoint is not None else None
+
+
+def birth_digest_of(record: SignedRecord, lookup: dict[bytes, SignedRecord]) -> bytes | None:
+    """Which passport a record belongs to, following `prev` links through `lookup`."""
+    body = record.body
+    for _ in range(10_000_000):
+        if isinstance(body, Birth):
+            return record.digest
+        if isinstance(body, Checkpoint):
+            return body.birth
+        assert isinstance(body, Entry)
+        found = lookup.get(body.prev)
+        if found is None:
+            return None
+        record, body = found, found.body
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# Phase 1: verification (no locks)
+
+
+class Verifier:
+    def __init__(self, engine: Engine, trust: TrustBundle, now: dt.datetime | None) -> None:
+        self.engine = engine
+        self.trust = trust
+        self.now = now
+        self.receipts = RegistryReceipts(engine)
+
+    def image(self, source: Source, summary: IngestSummary) -> list[SignedRecord]:
+        assert source.image is not None
+        report = check_image(source.image, self.trust, now=self.now, receipts=self.receipts)
+        if not report.valid:
+            summary.reject(source.name, report.findings)
+            return []
+        return list(source.image.records)
+
+    def journal(
+        self, source: Source, summary: IngestSummary, pending: dict[bytes, SignedRecord]
+    ) -> list[SignedRecord]:
+        """Accept the journal's records that extend a chain from a passport's birth record."""
+        with self.engine.connect() as conn:
+            lookup = dict(pending)
+            lookup.update((r.digest, r) for r in source.records)
+            self._load_predecessors(conn, source.records, lookup)
+            by_birth: dict[bytes, list[SignedRecord]] = defaultdict(list)
+            for record in source.records:
+                birth = birth_digest_of(record, lookup)
+                if birth is None:
+                    summary.reject(source.name, [_orphan(record)])
+                else:
+                    by_birth[birth].append(record)
+            accepted: list[SignedRecord] = []
+            for birth, records in by_birth.items():
+                history = self._history(conn, birth, lookup)
+                if history is None:
+                    summary.reject(source.name, [_orphan(r) for r in records])
+                    continue
+                accepted.extend(self._verify(source.name, history, records, summary))
+        return accepted
+
+    def _load_predecessors(
+        self, conn: Connection, records: Sequence[SignedRecord], lookup: dict[bytes, SignedRecord]
+    ) -> None:
+        """Bring in stored records the journal links to, and their passports' births."""
+        wanted = {r.body.prev for r in records if isinstance(r.body, Entry)} - lookup.keys()
+        births = {r.body.birth for r in records if isinstance(r.body, Checkpoint)}
+        if not wanted and not births:
+            return
+        rows = conn.execute(
+            select(cell_t.c.birth_digest, record_t.c.raw)
+            .join(cell_t, cell_t.c.id == record_t.c.cell_id)
+            .where(
+                or_(record_t.c.digest.in_(list(wanted)), cell_t.c.birth_digest.in_(list(births)))
+            )
+        ).all()
+        cells = {bytes(b) for b, _ in rows} | births
+        for (raw,) in conn.execute(
+            select(record_t.c.raw)
+            .join(cell_t, cell_t.c.id == record_t.c.cell_id)
+            .where(cell_t.c.birth_digest.in_(list(cells)))
+        ):
+            record = SignedRecord.from_bytes(bytes(raw))
+            lookup.setdefault(record.digest, record)
+
+    def _history(
+        self, conn: Connection, birth: bytes, lookup: dict[bytes, SignedRecord]
+    ) -> list[SignedRecord] | None:
+        """Every record of the passport born in `birth` that we know (stored or pending)."""
+        records = [r for r in lookup.values() if birth_digest_of(r, lookup) == birth]
+        return records if any(r.digest == birth for r in records) else None
+
+    def _verify(
+        self,
+        name: str,
+        history: list[SignedRecord],
+        new: list[SignedRecord],
+        summary: IngestSummary,
+    ) -> list[SignedRecord]:
+        """Check every chain from the birth record through a new record; keep what passes."""
+        birth = next(r for r in history if isinstance(r.body, Birth))
+        checkpoints = [r for r in history if isinstance(r.body, Checkpoint)]
+        children: dict[bytes, list[SignedRecord]] = defaultdict(list)
+        for record in history:
+            if isinstance(record.body, Entry):
+                children[record.body.prev].append(record)
+        new_digests = {r.digest for r in new}
+        bad: set[bytes] = set()
+        paths = _paths(birth.digest, children)
+        for path in paths:
+            sequence = _with_checkpoints(birth, path, checkpoints)
+            if not new_digests & {r.digest for r in sequence}:
+                continue
+            report = check_records(sequence, self.trust, now=self.now, receipts=self.receipts)
+            for finding in report.findings:
+                culprit = sequence[finding.index] if finding.index is not None else None
+                if finding.rule == "chain.checkpoint-mismatch" and culprit is not None:
+                    summary.alerts.append(
+                        _alert("checkpoint-mismatch", birth, culprit, finding.message)
+                    )
+                elif culprit is not None and culprit.digest in new_digests:
+                    summary.reject(name, [finding])
+                    bad.add(culprit.digest)
+        for path in paths:  # a rejected record takes down every new record built on it
+            for position, record in enumerate(path):
+                if record.digest in bad:
+                    bad.update(r.digest for r in path[position:] if r.digest in new_digests)
+                    break
+        on_a_path = {r.digest for path in paths for r in path}
+        accepted = []
+        for record in new:
+            if record.digest in bad:
+                continue
+            if isinstance(record.body, Entry) and record.digest not in on_a_path:
+                summary.reject(name, [_orphan(record)])
+                continue
+            accepted.append(record)
+        return accepted
+
+
+def _orphan(record: SignedRecord) -> Finding:
+    return Finding(
+        "registry.orphan", None,
+        f"{record.kind.name.lower()} {record.digest.hex()[:16]}... does not link to a passport "
+        "the registry holds (ingest its image, or older evicted records, first)",
+    )  # fmt: skip
+
+
+def _paths(start: bytes, children: dict[bytes, list[SignedRecord]]) -> list[list[SignedRecord]]:
+    """Every maximal chain of entries from `start` (forks give several)."""
+    paths: list[list[SignedRecord]] = []
+    stack: list[tuple[bytes, list[SignedRecord]]] = [(start, [])]
+    while stack and len(paths) < MAX_FORK_PATHS:
+        digest, path = stack.pop()
+        kids = children.get(digest, [])
+        if not kids:
+            paths.append(path)
+        stack.extend((kid.digest, [*path, kid]) for kid in kids)
+    return paths
+
+
+def _with_checkpoints(
+    birth: SignedRecord, path: list[SignedRecord], checkpoints: list[SignedRecord]
+) -> list[SignedRecord]:
+    """The birth, the path's entries, and each checkpoint after the entry whose seq it counts."""
+    by_count: dict[int, list[SignedRecord]] = defaultdict(list)
+    for checkpoint in checkpoints:
+        assert isinstance(checkpoint.body, Checkpoint)
+        by_count[checkpoint.body.count].append(checkpoint)
+    sequence = [birth]
+    for record in path:
+        assert isinstance(record.body, Entry)
+        sequence.append(record)
+        sequence.extend(by_count.get(record.body.seq, []))
+    return sequence
+
+
+def _alert(kind: str, birth: SignedRecord, record: SignedRecord, message: str) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "birth": birth.digest.hex(),
+        "record": record.digest.hex(),
+        "message": message,
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# Phase 2: storage (one transaction, log locked)
+
+
+class Store:
+    def __init__(self, conn: Connection, trust: TrustBundle, now: dt.datetime) -> None:
+        self.conn = conn
+        self.trust = trust
+        self.now = now
+        self.log = SqlLog(conn)
+        self.cell_of: dict[bytes, int] = {}  # record digest (or checkpoint head) -> cell id
+
+    def put(self, records: list[SignedRecord], summary: IngestSummary) -> None:
+        state = self.log.state(lock=True)
+        existing = self._existing([r.digest for r in records])
+        fresh: list[SignedRecord] = []
+        for record in records:
+            if record.digest in existing:
+                summary.duplicates += 1
+                continue
+            existing.add(record.digest)
+            fresh.append(record)
+        rows = [self._row(record, summary) for record in fresh]
+        size = state.size
+        if rows:
+            self._forks([r for r in fresh if isinstance(r.body, Entry)], summary)
+            self.conn.execute(insert(record_t), rows)
+            size = self.log.append(size, [(r.digest, merkle.leaf_hash(r.raw)) for r in fresh])
+            self._move_heads(fresh)
+            self._remember_certs(fresh)
+            summary.stored += len(rows)
+        for alert in summary.alerts:
+            self._alert(alert)
+        self.log.sign_checkpoint(state, size, self.now)
+        summary.tree_size = size
+
+    def _existing(self, digests: list[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        for start in range(0, len(digests), 500):
+            chunk = digests[start : start + 500]
+            rows = self.conn.execute(select(record_t.c.digest).where(record_t.c.digest.in_(chunk)))
+            found.update(bytes(d) for (d,) in rows)
+        return found
+
+    def _row(self, record: SignedRecord, summary: IngestSummary) -> dict[str, Any]:
+        body = record.body
+        if isinstance(body, Birth):
+            cell_id, seq, prev, time = self._cell(record, body, summary), None, None, body.issued_at
+        elif isinstance(body, Checkpoint):
+            cell_id = self._cell_of_birth(body.birth)
+            seq, prev, time = body.count, body.head, body.time  # prev: the head it vouches for
+            self.cell_of.setdefault(body.head, cell_id)
+        else:
+            assert isinstance(body, Entry)
+            cell_id, seq, prev, time = self._cell_of_prev(body.prev), body.seq, body.prev, body.time
+        self.cell_of[record.digest] = cell_id
+        return {
+            "digest": record.digest, "cell_id": cell_id, "kind": int(record.kind), "seq": seq,
+            "prev": prev, "time": time, "raw": record.raw, "ingested_at": self.now,
+            "signer": "cell" if record.x5t is None else f"x5t:{record.x5t[1].hex()}",
+        }  # fmt: skip
+
+    def _cell_of_birth(self, birth_digest: bytes) -> int:
+        if birth_digest not in self.cell_of:
+            row = self.conn.execute(
+                select(cell_t.c.id).where(cell_t.c.birth_digest == birth_digest)
+            ).first()
+            if row is None:
+                raise VerificationError("a record arrived before its passport's birth record",
+                                        rule="registry.orphan")  # fmt: skip
+            self.cell_of[birth_digest] = int(row[0])
+        return self.cell_of[birth_digest]
+
+    def _cell_of_prev(self, prev: bytes) -> int:
+        if prev not in self.cell_of:
+            row = (
+                self.conn.execute(
+                    select(record_t.c.cell_id).where(record_t.c.digest == prev)
+                ).first()
+                or self.conn.execute(  # an entry right after a checkpoint
+                    select(record_t.c.cell_id)
+                    .where(record_t.c.prev == prev)
+                    .where(record_t.c.seq.is_not(None))
+                ).first()
+            )
+            if row is None:
+                raise VerificationError("an entry arrived before the record it follows",
+                                        rule="registry.orphan")  # fmt: skip
+            self.cell_of[prev] = int(row[0])
+        return self.cell_of[prev]
+
+    def _cell(self, record: SignedRecord, body: Birth, summary: IngestSummary) -> int:
+        clones = self.conn.execute(
+            select(cell_t.c.id, cell_t.c.cell_key, cell_t.c.passport_id).where(
+                cell_t.c.battery_id == body.battery_id
+            )
+        ).all()
+        inserted = self.conn.execute(insert(cell_t).values(
+            passport_id=str(body.passport_id), battery_id=body.battery_id,
+            birth_digest=record.digest, cell_key=body.cell_public_key, flagged=False,
+            created_at=self.now,
+        ))  # fmt: skip
+        assert inserted.inserted_primary_key is not None
+        cell_id = int(inserted.inserted_primary_key[0])
+        for other_id, other_key, other_passport in clones:
+            if bytes(other_key) != body.cell_public_key:
+                summary.alerts.append({
+                    "kind": "clone", "cell_id": cell_id, "record": record.digest.hex(),
+                    "rival_cell": int(other_id),
+                    "message": f"battery id {body.battery_id} has a second birth record with "
+                    f"another cell key (passports {other_passport} and {body.passport_id})",
+                })  # fmt: skip
+        self.cell_of[record.digest] = cell_id
+        return cell_id
+
+    def _forks(self, entries: list[SignedRecord], summary: IngestSummary) -> None:
+        """Entries that share a cell and seq, or a predecessor, with another: two histories."""
+        if not entries:
+            return
+        bodies = [(r, r.body) for r in entries if isinstance(r.body, Entry)]
+        cells = {self.cell_of[r.digest] for r, _ in bodies}
+        prevs = {body.prev for _, body in bodies}
+        rows = self.conn.execute(
+            select(record_t.c.digest, record_t.c.cell_id, record_t.c.seq, record_t.c.prev)
+            .where(record_t.c.kind >= 3)
+            .where(
+                or_(
+                    record_t.c.prev.in_(list(prevs)),
+                    record_t.c.cell_id.in_(list(cells)),
+                )
+            )
+        ).all()
+        seen = [(bytes(d), int(c), s, bytes(p)) for d, c, s, p in rows]
+        for record in entries:
+            body = record.body
+            assert isinstance(body, Entry)
+            cell_id = self.cell_of[record.digest]
+            for digest, other_cell, seq, prev in seen:
+                if (
+                    digest != record.digest
+                    and other_cell == cell_id
+                    and (seq == body.seq or prev == body.prev)
+                ):
+                    summary.alerts.append({
+                        "kind": "fork", "cell_id": cell_id, "record": record.digest.hex(),
+                        "rival": digest.hex(),
+                        "message": f"two histories: entries {digest.hex()[:16]}... and "
+                        f"{record.digest.hex()[:16]}... both follow seq {body.seq - 1}",
+                    })  # fmt: skip
+            seen.append((record.digest, cell_id, body.seq, body.prev))
+
+    def _move_heads(self, fresh: list[SignedRecord]) -> None:
+        best: dict[int, SignedRecord] = {}
+        for record in fresh:
+            if isinstance(record.body, Entry):
+                cell_id = self.cell_of[record.digest]
+                current = best.get(cell_id)
+                if current is None or record.body.seq > _seq(current):
+                    best[cell_id] = record
+        if not best:
+            return
+        heads: dict[int, int] = dict(
+            self.conn.execute(
+                select(chain_head_t.c.cell_id, chain_head_t.c.seq).where(
+                    chain_head_t.c.cell_id.in_(list(best))
+                )
+            ).all()
+        )
+        for cell_id, record in best.items():
+            body = record.body
+            assert isinstance(body, Entry)
+            values = {"seq": body.seq, "digest": record.digest, "time": body.time}
+            if cell_id not in heads:
+                self.conn.execute(insert(chain_head_t).values(cell_id=cell_id, **values))
+            elif body.seq > heads[cell_id]:
+                self.conn.execute(
+                    update(chain_head_t).where(chain_head_t.c.cell_id == cell_id).values(**values)
+                )
+
+    def _remember_certs(self, fresh: list[SignedRecord]) -> None:
+        """Keep the certificates records name, so verifiers can resolve x5t here too."""
+        certs = {}
+        for record in fresh:
+            if record.x5t is None:
+                continue
+            try:
+                candidates = self.trust.find(record.x5t)
+            except VerificationError:
+                continue
+            for cert in candidates:
+                certs[thumbprint(cert, -16)[1]] = cert
+        if not certs:
+            return
+        known = {
+            bytes(s) for (s,) in self.conn.execute(
+                select(actor_cert_t.c.sha256).where(actor_cert_t.c.sha256.in_(list(certs)))
+            )
+        }  # fmt: skip
+        rows = [
+            {"sha256": sha, "x5t64": sha[:8], "der": cert.public_bytes(Encoding.DER),
+             "subject": cert.subject.rfc4514_string()[:400],
+             "roles": sorted(r.value for r in roles_of(cert)), "first_seen": self.now}
+            for sha, cert in certs.items() if sha not in known
+        ]  # fmt: skip
+        if rows:
+            self.conn.execute(insert(actor_cert_t), rows)
+
+    def _alert(self, alert: dict[str, Any]) -> None:
+        fingerprint = f"{alert['record']}:{alert.get('rival', '')}"[:200]
+        exists = self.conn.execute(
+            select(alert_t.c.id)
+            .where(alert_t.c.kind == alert["kind"])
+            .where(alert_t.c.fingerprint == fingerprint)
+        ).first()
+        if exists:
+            return
+        cell_id = alert.get("cell_id")
+        if cell_id is None and "birth" in alert:
+            cell_id = self._cell_of_birth(bytes.fromhex(alert["birth"]))
+        self.conn.execute(update(cell_t).where(cell_t.c.id == cell_id).values(flagged=True))
+        self.conn.execute(insert(alert_t).values(
+            kind=alert["kind"], cell_id=cell_id, fingerprint=fingerprint, message=alert["message"],
+            detail={k: v for k, v in alert.items() if k not in ("kind", "message")},
+            created_at=self.now,
+        ))  # fmt: skip
+
+
+def _seq(record: SignedRecord) -> int:
+    assert isinstance(record.body, Entry)
+    return record.body.seq
