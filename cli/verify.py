@@ -23,6 +23,8 @@ from passport._fileio import read_bytes
 from passport.chain import Finding, Report, check_image_bytes
 from passport.errors import InputError, VerificationError
 from passport.image import Image
+from passport.notes import load_log_key
+from passport.receipts import ReceiptBook
 from passport.trust.bundle import TrustBundle
 from passport.trust.policy import Policy
 
@@ -86,6 +88,16 @@ def verify(
     response: Annotated[
         Path | None, typer.Option(help="Anti-clone: the cell's response (from `passport respond`).")
     ] = None,
+    receipt: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A registry receipt proving when a record was logged (repeatable; "
+            "with --log-key): lets records of since-revoked or expired signers pass."
+        ),
+    ] = None,
+    log_key: Annotated[
+        Path | None, typer.Option(help="The registry log's public key, to check --receipt.")
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print a JSON array of reports.")
     ] = False,
@@ -107,6 +119,12 @@ def verify(
         raise InputError("--challenge and --response go together")
     if challenge is not None and len(files) != 1:
         raise InputError("a challenge-response checks one image at a time")
+    receipts = None
+    if receipt:
+        if log_key is None:
+            raise InputError("--receipt needs --log-key (the registry log's public key)")
+        key = load_log_key(read_bytes(log_key, limit=1 << 16), str(log_key))
+        receipts = ReceiptBook(key, [read_bytes(r, limit=1 << 20) for r in receipt])
     nonce = read_challenge(challenge) if challenge is not None else None
     answer = read_bytes(response) if response is not None else None
     results: list[dict[str, Any]] = []
@@ -123,7 +141,7 @@ def verify(
                 err.print(f"FAIL: {path}: {exc.reason}", markup=False)
                 advance(1)
                 continue
-            report = check_image_bytes(data, bundle)
+            report = check_image_bytes(data, bundle, receipts=receipts)
             if nonce is not None and answer is not None and report.birth is not None:
                 report = _with_clone_check(report, data, nonce, answer)
             invalid += not report.valid

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,44 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def vectors() -> Path:
     return shared_path("vectors")
+
+
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _pg_base() -> str:
+    """The PostgreSQL server the registry tests use; fails in CI when it is unreachable."""
+    import psycopg
+
+    url = os.environ.get("PASSPORT_TEST_PG", PG_DEFAULT)
+    try:
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        message = f"PostgreSQL at {url} is not reachable ({exc})"
+        if os.environ.get("PASSPORT_REQUIRE_PG"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty registry database URL: an SQLite file, or a private PostgreSQL schema
+    (so parallel test workers never share tables)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'passport.db'}"
+        return
+    import uuid
+
+    import psycopg
+
+    base = _pg_base()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

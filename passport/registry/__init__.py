@@ -29,7 +29,7 @@ from passport.errors import DecodeError, InputError, PassportError, StorageError
 from passport.image import Image
 from passport.records import Entry, SignedRecord
 from passport.registry import migrate
-from passport.registry.db import is_sqlite, make_engine, resolve_url
+from passport.registry.db import make_engine, resolve_url
 from passport.registry.ingest import IngestSummary, RegistryReceipts, Source, Store, Verifier
 from passport.registry.log import SqlLog
 from passport.registry.models import alert_t, cell_t, chain_head_t, log_meta_t, record_t
@@ -175,7 +175,7 @@ class Registry:
         try:
             for source in chunk:
                 if source.image is not None:
-                    records = verifier.image(source, summary)
+                    records = verifier.image(source, summary, pending)
                 else:
                     records = verifier.journal(source, summary, pending)
                 accepted.extend(records)
@@ -313,5 +313,3 @@ def _short(exc: Exception) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]
 
-
-del is_sqlite

@@ -66,10 +66,6 @@ def _tune_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """Stored as UTC (naive in SQLite), read back with tzinfo=UTC re-attached."""
 

@@ -82,20 +82,36 @@ class RegistryReceipts:
             return checkpoint.signed_at if checkpoint is not None else None
 
 
-def birth_digest_of(record: SignedRecord, lookup: dict[bytes, SignedRecord]) -> bytes | None:
-    """Which passport a record belongs to, following `prev` links through `lookup`."""
-    body = record.body
-    for _ in range(10_000_000):
+def birth_digest_of(
+    record: SignedRecord,
+    lookup: dict[bytes, SignedRecord],
+    cache: dict[bytes, bytes | None] | None = None,
+) -> bytes | None:
+    """Which passport a record belongs to, following `prev` links through `lookup`. With a
+    `cache`, every record walked past is remembered, so a whole history costs O(n)."""
+    cache = {} if cache is None else cache
+    walked: list[bytes] = []
+    answer: bytes | None = None
+    while True:
+        if record.digest in cache:
+            answer = cache[record.digest]
+            break
+        walked.append(record.digest)
+        body = record.body
         if isinstance(body, Birth):
-            return record.digest
+            answer = record.digest
+            break
         if isinstance(body, Checkpoint):
-            return body.birth
+            answer = body.birth
+            break
         assert isinstance(body, Entry)
         found = lookup.get(body.prev)
-        if found is None:
-            return None
-        record, body = found, found.body
-    return None
+        if found is None or len(walked) > 10_000_000:
+            break
+        record = found
+    for digest in walked:
+        cache[digest] = answer
+    return answer
 
 
 # ------------------------------------------------------------------------------------------
@@ -109,13 +125,39 @@ class Verifier:
         self.now = now
         self.receipts = RegistryReceipts(engine)
 
-    def image(self, source: Source, summary: IngestSummary) -> list[SignedRecord]:
-        assert source.image is not None
-        report = check_image(source.image, self.trust, now=self.now, receipts=self.receipts)
+    def image(
+        self, source: Source, summary: IngestSummary, pending: dict[bytes, SignedRecord]
+    ) -> list[SignedRecord]:
+        image = source.image
+        assert image is not None
+        report = check_image(image, self.trust, now=self.now, receipts=self.receipts)
         if not report.valid:
             summary.reject(source.name, report.findings)
             return []
-        return list(source.image.records)
+        if image.checkpoint is not None:
+            self._cross_check(source, image.checkpoint, summary, pending)
+        return list(image.records)
+
+    def _cross_check(
+        self,
+        source: Source,
+        checkpoint: SignedRecord,
+        summary: IngestSummary,
+        pending: dict[bytes, SignedRecord],
+    ) -> None:
+        """A tag's checkpoint against the evicted entries the registry already holds: a
+        checkpoint summarizing another past raises an alert (the tag itself verified)."""
+        assert source.image is not None
+        with self.engine.connect() as conn:
+            lookup = dict(pending)
+            lookup.update((r.digest, r) for r in source.image.records)
+            self._load_predecessors(conn, [checkpoint], lookup)
+            history = self._history(conn, source.image.birth.digest, lookup)
+        if history is None:
+            return
+        scratch = IngestSummary()
+        self._verify(source.name, history, [checkpoint], scratch)
+        summary.alerts.extend(scratch.alerts)
 
     def journal(
         self, source: Source, summary: IngestSummary, pending: dict[bytes, SignedRecord]
@@ -126,8 +168,9 @@ class Verifier:
             lookup.update((r.digest, r) for r in source.records)
             self._load_predecessors(conn, source.records, lookup)
             by_birth: dict[bytes, list[SignedRecord]] = defaultdict(list)
+            cache: dict[bytes, bytes | None] = {}
             for record in source.records:
-                birth = birth_digest_of(record, lookup)
+                birth = birth_digest_of(record, lookup, cache)
                 if birth is None:
                     summary.reject(source.name, [_orphan(record)])
                 else:
@@ -169,7 +212,8 @@ class Verifier:
         self, conn: Connection, birth: bytes, lookup: dict[bytes, SignedRecord]
     ) -> list[SignedRecord] | None:
         """Every record of the passport born in `birth` that we know (stored or pending)."""
-        records = [r for r in lookup.values() if birth_digest_of(r, lookup) == birth]
+        cache: dict[bytes, bytes | None] = {}
+        records = [r for r in lookup.values() if birth_digest_of(r, lookup, cache) == birth]
         return records if any(r.digest == birth for r in records) else None
 
     def _verify(

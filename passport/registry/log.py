@@ -176,12 +176,14 @@ class SqlLog:
         return int(row[0]) if row is not None else None
 
     def receipt(self, digest: bytes, state: LogState) -> bytes:
-        """An RFC 9942 receipt for a logged record, against the newest signed checkpoint."""
+        """An RFC 9942 receipt for a logged record, against the first signed checkpoint that
+        covers it: its `iat` is then the earliest time the log can prove (what matters when
+        the record's signer is revoked later)."""
         index = self.leaf_of(digest)
         if index is None:
             raise StorageError(f"record {digest.hex()} is not in the log")
-        checkpoint = self.latest_checkpoint()
-        if checkpoint is None or checkpoint.tree_size <= index:
+        checkpoint = self.checkpoint_covering(index)
+        if checkpoint is None:
             raise StorageError("no signed checkpoint covers this record yet")
         proof = self.inclusion_proof(index, checkpoint.tree_size)
         return make_receipt(
