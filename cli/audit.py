@@ -13,7 +13,7 @@ import typer
 from cli._common import emit_json, err, handle_errors
 from passport import merkle
 from passport._fileio import read_bytes
-from passport.errors import InputError
+from passport.errors import InputError, VerificationError
 from passport.notes import load_log_key, open_checkpoint, parse_body
 from passport.receipts import verify_receipt
 
@@ -77,10 +77,11 @@ def consistency(
         raise InputError(
             f"the proof is for sizes {sizes}, the checkpoints are {first.size} and {second.size}"
         )
-    if first.size == 0 or first.size == second.size:
-        if first.size == second.size and first.root != second.root:
-            merkle.verify_consistency(first.size, second.size, first.root, second.root, hashes)
-    else:
+    if first.size == 0 and hashes:  # anything extends the empty tree: the proof is empty
+        raise VerificationError(
+            "a consistency proof from the empty tree must be empty", rule="log.consistency-invalid"
+        )
+    if first.size:
         merkle.verify_consistency(first.size, second.size, first.root, second.root, hashes)
     if json_out:
         emit_json({"valid": True, "origin": first.origin, "old_size": first.size,

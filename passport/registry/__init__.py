@@ -7,11 +7,12 @@ applies the migrations and creates the log key. See `ingest.py` for what ingest 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,16 +21,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from passport import cbor
 from passport._fileio import read_bytes
 from passport.chain import Finding
-from passport.errors import DecodeError, InputError, PassportError, StorageError
+from passport.errors import DecodeError, InputError, StorageError
 from passport.image import Image
 from passport.records import Entry, SignedRecord
 from passport.registry import migrate
-from passport.registry.db import make_engine, resolve_url
+from passport.registry.db import make_engine, reader, resolve_url
 from passport.registry.ingest import IngestSummary, RegistryReceipts, Source, Store, Verifier
 from passport.registry.log import SqlLog
 from passport.registry.models import alert_t, cell_t, chain_head_t, log_meta_t, record_t
@@ -149,6 +150,8 @@ class Registry:
         """Verify and store; images first then journals within each batch. Idempotent."""
         trust = self._need_trust()
         summary = IngestSummary(sources=len(sources))
+        with self._guard("reading"), self._connect() as conn:
+            summary.tree_size = SqlLog(conn).state().size
         started = time.perf_counter()
         ordered = [s for s in sources if s.image is not None] + [
             s for s in sources if s.image is None
@@ -173,30 +176,29 @@ class Registry:
         pending: dict[bytes, SignedRecord] = {}
         alerts_before = len(summary.alerts)
         try:
-            for source in chunk:
-                if source.image is not None:
-                    records = verifier.image(source, summary, pending)
-                else:
-                    records = verifier.journal(source, summary, pending)
-                accepted.extend(records)
-                pending.update((r.digest, r) for r in records)
-            with self.engine.begin() as conn:
-                batch_summary = IngestSummary(alerts=summary.alerts[alerts_before:])
-                Store(conn, trust, now or _utcnow()).put(accepted, batch_summary)
-            summary.stored += batch_summary.stored
-            summary.duplicates += batch_summary.duplicates
-            summary.tree_size = batch_summary.tree_size
-        except PassportError:
-            raise
-        except SQLAlchemyError as exc:
-            raise StorageError(
-                f"ingest failed, nothing of this batch was stored: {_short(exc)}"
-            ) from None
+            with self._guard("ingest"):
+                for source in chunk:
+                    if source.image is not None:
+                        records = verifier.image(source, summary, pending)
+                    else:
+                        records = verifier.journal(source, summary, pending)
+                    accepted.extend(records)
+                    pending.update((r.digest, r) for r in records)
+                batch = IngestSummary(alerts=summary.alerts[alerts_before:])
+                with self.engine.begin() as conn:
+                    Store(conn, trust, now or _utcnow()).put(accepted, batch)
+        except StorageError as exc:
+            raise StorageError(f"{exc.reason}; nothing of this batch was stored") from None
+        # Only a committed batch counts; its store phase adds fork and clone alerts.
+        summary.alerts[alerts_before:] = batch.alerts
+        summary.stored += batch.stored
+        summary.duplicates += batch.duplicates
+        summary.tree_size = batch.tree_size
 
     # ------------------------------------------------------------------ reading
 
     def info(self) -> dict[str, Any]:
-        with self._connect() as conn:
+        with self._guard("reading"), self._connect() as conn:
             log = SqlLog(conn)
             state = log.state()
             checkpoint = log.latest_checkpoint()
@@ -218,17 +220,17 @@ class Registry:
             }
 
     def log_public_key(self) -> ed25519.Ed25519PublicKey:
-        with self._connect() as conn:
+        with self._guard("reading"), self._connect() as conn:
             return SqlLog(conn).state().key.public_key()
 
     def prove(self, digest: bytes) -> bytes:
         """The RFC 9942 receipt of a record against the newest checkpoint."""
-        with self._connect() as conn:
+        with self._guard("reading"), self._connect() as conn:
             log = SqlLog(conn)
             return log.receipt(digest, log.state())
 
     def record(self, digest: bytes) -> bytes:
-        with self._connect() as conn:
+        with self._guard("reading"), self._connect() as conn:
             row = conn.execute(select(record_t.c.raw).where(record_t.c.digest == digest)).first()
         if row is None:
             raise InputError(f"record {digest.hex()} is not in the registry")
@@ -236,20 +238,20 @@ class Registry:
 
     def checkpoint(self) -> str:
         """The newest signed checkpoint, signing one first if the log grew since."""
-        with self.engine.begin() as conn:
+        with self._guard("checkpoint"), self.engine.begin() as conn:
             log = SqlLog(conn)
             state = log.state(lock=True)
             return log.sign_checkpoint(state, state.size, _utcnow())
 
     def consistency(self, old_size: int, new_size: int) -> list[bytes]:
-        with self._connect() as conn:
+        with self._guard("reading"), self._connect() as conn:
             size = SqlLog(conn).state().size
             if not 0 <= old_size <= new_size <= size:
                 raise InputError(f"sizes must satisfy 0 <= old <= new <= {size} (the log size)")
             return SqlLog(conn).consistency_proof(old_size, new_size)
 
     def alerts(self) -> list[dict[str, Any]]:
-        with self._connect() as conn:
+        with self._guard("reading"), self._connect() as conn:
             rows = conn.execute(select(alert_t).order_by(alert_t.c.id)).all()
         return [
             {"id": r.id, "kind": r.kind, "cell_id": r.cell_id, "message": r.message,
@@ -260,7 +262,7 @@ class Registry:
     def check_image(self, image: Image) -> RegistryCheck:
         """Compare a tag with what the registry holds: unknown, rolled back, forked, flagged."""
         findings: list[Finding] = []
-        with self._connect() as conn:
+        with self._guard("reading"), self._connect() as conn:
             cell = conn.execute(
                 select(cell_t).where(cell_t.c.birth_digest == image.birth.digest)
             ).first()
@@ -278,16 +280,17 @@ class Registry:
                     f"the tag's newest entry is seq {seq}, but the registry holds up to seq "
                     f"{head.seq} for this passport: the tag was rolled back or truncated",
                 ))  # fmt: skip
-            for record in image.records:
-                stored = conn.execute(
-                    select(record_t.c.digest).where(record_t.c.digest == record.digest)
+            for record in image.entries:
+                assert isinstance(record.body, Entry)
+                # A fork only where the registry holds another entry for that seq.
+                rival = conn.execute(
+                    select(record_t.c.digest)
+                    .where(record_t.c.cell_id == cell.id)
+                    .where(record_t.c.kind >= 3)
+                    .where(record_t.c.seq == record.body.seq)
+                    .where(record_t.c.digest != record.digest)
                 ).first()
-                if (
-                    stored is None
-                    and isinstance(record.body, Entry)
-                    and head is not None
-                    and record.body.seq <= head.seq
-                ):
+                if rival is not None:
                     findings.append(Finding(
                         "registry.fork", None,
                         f"entry seq {record.body.seq} on the tag differs from the registry's",
@@ -303,13 +306,25 @@ class Registry:
         return RegistryReceipts(self.engine)
 
     def _connect(self) -> Connection:
+        with self._guard("open"):
+            return reader(self.engine)
+
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Database errors as `StorageError`s that say what to do."""
         try:
-            return self.engine.connect()
-        except OperationalError as exc:
-            raise StorageError(f"cannot open the registry at {self.url}: {_short(exc)}") from None
+            yield
+        except SQLAlchemyError as exc:
+            text = str(exc)
+            if "no such table" in text or ("relation" in text and "does not exist" in text):
+                raise StorageError(
+                    f"the registry at {self.url} is not initialised: run `passport registry init`"
+                ) from None
+            raise StorageError(
+                f"{what}: the registry at {self.url} failed: {_short(exc)}"
+            ) from None
 
 
 def _short(exc: Exception) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]
-

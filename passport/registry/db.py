@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from sqlalchemy import DateTime, create_engine, event
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.types import TypeDecorator
 
 from passport.errors import InputError
@@ -39,6 +39,14 @@ def resolve_url(url: str | None) -> str:
     return url
 
 
+READ_ONLY = "passport_read_only"
+
+
+def reader(engine: Engine) -> Connection:
+    """A connection for reading only: on SQLite it does not take the write lock."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
+
+
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     url = resolve_url(url)
     if url.startswith("sqlite"):
@@ -62,8 +70,13 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # pysqlite would start transactions lazily and as DEFERRED; a writer that upgrades its
-        # lock late can deadlock against another. IMMEDIATE takes the write lock up front.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # lock late can deadlock against another. IMMEDIATE takes the write lock up front;
+        # connections marked read-only (see `reader`) start plain transactions and never
+        # make writers wait.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

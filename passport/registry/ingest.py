@@ -26,6 +26,7 @@ from passport.chain import Finding, check_image, check_records
 from passport.errors import VerificationError
 from passport.image import Image
 from passport.records import Birth, Checkpoint, Entry, SignedRecord
+from passport.registry.db import reader
 from passport.registry.log import SqlLog
 from passport.registry.models import (
     actor_cert_t,
@@ -73,7 +74,7 @@ class RegistryReceipts:
         self.engine = engine
 
     def logged_at(self, record: SignedRecord) -> dt.datetime | None:
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             log = SqlLog(conn)
             index = log.leaf_of(record.digest)
             if index is None:
@@ -148,7 +149,7 @@ class Verifier:
         """A tag's checkpoint against the evicted entries the registry already holds: a
         checkpoint summarizing another past raises an alert (the tag itself verified)."""
         assert source.image is not None
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             lookup = dict(pending)
             lookup.update((r.digest, r) for r in source.image.records)
             self._load_predecessors(conn, [checkpoint], lookup)
@@ -163,7 +164,7 @@ class Verifier:
         self, source: Source, summary: IngestSummary, pending: dict[bytes, SignedRecord]
     ) -> list[SignedRecord]:
         """Accept the journal's records that extend a chain from a passport's birth record."""
-        with self.engine.connect() as conn:
+        with reader(self.engine) as conn:
             lookup = dict(pending)
             lookup.update((r.digest, r) for r in source.records)
             self._load_predecessors(conn, source.records, lookup)
@@ -232,19 +233,22 @@ class Verifier:
                 children[record.body.prev].append(record)
         new_digests = {r.digest for r in new}
         bad: set[bytes] = set()
+        checked: set[bytes] = set()  # what appeared in a sequence that was verified
+        mismatches: list[tuple[list[SignedRecord], int, str]] = []
         paths = _paths(birth.digest, children)
         for path in paths:
             sequence = _with_checkpoints(birth, path, checkpoints)
             if not new_digests & {r.digest for r in sequence}:
                 continue
+            checked.update(r.digest for r in sequence)
             report = check_records(sequence, self.trust, now=self.now, receipts=self.receipts)
             for finding in report.findings:
-                culprit = sequence[finding.index] if finding.index is not None else None
-                if finding.rule == "chain.checkpoint-mismatch" and culprit is not None:
-                    summary.alerts.append(
-                        _alert("checkpoint-mismatch", birth, culprit, finding.message)
-                    )
-                elif culprit is not None and culprit.digest in new_digests:
+                if finding.index is None:
+                    continue
+                culprit = sequence[finding.index]
+                if finding.rule == "chain.checkpoint-mismatch":
+                    mismatches.append((sequence, finding.index, finding.message))
+                elif culprit.digest in new_digests:
                     summary.reject(name, [finding])
                     bad.add(culprit.digest)
         for path in paths:  # a rejected record takes down every new record built on it
@@ -252,13 +256,18 @@ class Verifier:
                 if record.digest in bad:
                     bad.update(r.digest for r in path[position:] if r.digest in new_digests)
                     break
-        on_a_path = {r.digest for path in paths for r in path}
+        for sequence, index, message in mismatches:
+            # Compared against an entry we just rejected? Then the entry lied, not the checkpoint.
+            if not any(r.digest in bad for r in sequence[: index + 1]):
+                summary.alerts.append(
+                    _alert("checkpoint-mismatch", birth, sequence[index], message)
+                )
         accepted = []
         for record in new:
             if record.digest in bad:
                 continue
-            if isinstance(record.body, Entry) and record.digest not in on_a_path:
-                summary.reject(name, [_orphan(record)])
+            if record.digest not in checked:  # an entry off every chain, a checkpoint that
+                summary.reject(name, [_orphan(record)])  # stands for entries we do not hold
                 continue
             accepted.append(record)
         return accepted
@@ -332,7 +341,8 @@ class Store:
                 continue
             existing.add(record.digest)
             fresh.append(record)
-        rows = [self._row(record, summary) for record in fresh]
+        self._insert_cells([r for r in fresh if isinstance(r.body, Birth)], summary)
+        rows = [self._row(record) for record in fresh]
         size = state.size
         if rows:
             self._forks([r for r in fresh if isinstance(r.body, Entry)], summary)
@@ -354,10 +364,10 @@ class Store:
             found.update(bytes(d) for (d,) in rows)
         return found
 
-    def _row(self, record: SignedRecord, summary: IngestSummary) -> dict[str, Any]:
+    def _row(self, record: SignedRecord) -> dict[str, Any]:
         body = record.body
         if isinstance(body, Birth):
-            cell_id, seq, prev, time = self._cell(record, body, summary), None, None, body.issued_at
+            cell_id, seq, prev, time = self.cell_of[record.digest], None, None, body.issued_at
         elif isinstance(body, Checkpoint):
             cell_id = self._cell_of_birth(body.birth)
             seq, prev, time = body.count, body.head, body.time  # prev: the head it vouches for
@@ -401,29 +411,55 @@ class Store:
             self.cell_of[prev] = int(row[0])
         return self.cell_of[prev]
 
-    def _cell(self, record: SignedRecord, body: Birth, summary: IngestSummary) -> int:
-        clones = self.conn.execute(
-            select(cell_t.c.id, cell_t.c.cell_key, cell_t.c.passport_id).where(
-                cell_t.c.battery_id == body.battery_id
-            )
-        ).all()
-        inserted = self.conn.execute(insert(cell_t).values(
-            passport_id=str(body.passport_id), battery_id=body.battery_id,
-            birth_digest=record.digest, cell_key=body.cell_public_key, flagged=False,
-            created_at=self.now,
-        ))  # fmt: skip
-        assert inserted.inserted_primary_key is not None
-        cell_id = int(inserted.inserted_primary_key[0])
-        for other_id, other_key, other_passport in clones:
-            if bytes(other_key) != body.cell_public_key:
-                summary.alerts.append({
-                    "kind": "clone", "cell_id": cell_id, "record": record.digest.hex(),
-                    "rival_cell": int(other_id),
-                    "message": f"battery id {body.battery_id} has a second birth record with "
-                    f"another cell key (passports {other_passport} and {body.passport_id})",
-                })  # fmt: skip
-        self.cell_of[record.digest] = cell_id
-        return cell_id
+    def _insert_cells(self, births: list[SignedRecord], summary: IngestSummary) -> None:
+        """One cell row per new birth record, in one statement; raise clone alerts for births
+        that share a battery id (with another cell key) or a passport id with another."""
+        if not births:
+            return
+        bodies = [(r, r.body) for r in births if isinstance(r.body, Birth)]
+        battery_ids = list({b.battery_id for _, b in bodies})
+        passport_ids = list({str(b.passport_id) for _, b in bodies})
+        known: list[tuple[int, bytes, str, str, bytes]] = []
+        for start in range(0, max(len(battery_ids), len(passport_ids)), 400):
+            known.extend(
+                (int(i), bytes(k), p, b, bytes(d))
+                for i, k, p, b, d in self.conn.execute(
+                    select(cell_t.c.id, cell_t.c.cell_key, cell_t.c.passport_id,
+                           cell_t.c.battery_id, cell_t.c.birth_digest)
+                    .where(or_(cell_t.c.battery_id.in_(battery_ids[start : start + 400]),
+                               cell_t.c.passport_id.in_(passport_ids[start : start + 400])))
+                )
+            )  # fmt: skip
+        self.conn.execute(insert(cell_t), [
+            {"passport_id": str(b.passport_id), "battery_id": b.battery_id,
+             "birth_digest": r.digest, "cell_key": b.cell_public_key, "flagged": False,
+             "created_at": self.now}
+            for r, b in bodies
+        ])  # fmt: skip
+        digests = [r.digest for r, _ in bodies]
+        for start in range(0, len(digests), 500):
+            for cell_id, digest in self.conn.execute(
+                select(cell_t.c.id, cell_t.c.birth_digest).where(
+                    cell_t.c.birth_digest.in_(digests[start : start + 500])
+                )
+            ):
+                self.cell_of[bytes(digest)] = int(cell_id)
+        by_battery: dict[str, list[tuple[int, bytes, str, str, bytes]]] = defaultdict(list)
+        by_passport: dict[str, list[tuple[int, bytes, str, str, bytes]]] = defaultdict(list)
+        for row in known:
+            by_battery[row[3]].append(row)
+            by_passport[row[2]].append(row)
+        for record, body in bodies:
+            cell_id = self.cell_of[record.digest]
+            passport = str(body.passport_id)
+            rivals = {r[0]: r for r in (*by_battery[body.battery_id], *by_passport[passport])}
+            for other_id, other_key, other_passport, other_battery, _ in rivals.values():
+                summary.alerts.extend(_clone_alert(record, body, cell_id, other_id, other_key,
+                                                   other_passport, other_battery))  # fmt: skip
+            # births of this same batch are compared with the ones before them
+            row = (cell_id, body.cell_public_key, passport, body.battery_id, record.digest)
+            by_battery[body.battery_id].append(row)
+            by_passport[passport].append(row)
 
     def _forks(self, entries: list[SignedRecord], summary: IngestSummary) -> None:
         """Entries that share a cell and seq, or a predecessor, with another: two histories."""
@@ -442,24 +478,24 @@ class Store:
                 )
             )
         ).all()
-        seen = [(bytes(d), int(c), s, bytes(p)) for d, c, s, p in rows]
-        for record in entries:
-            body = record.body
-            assert isinstance(body, Entry)
+        by_seq: dict[tuple[int, int], list[bytes]] = defaultdict(list)
+        by_prev: dict[tuple[int, bytes], list[bytes]] = defaultdict(list)
+        for digest, cell, seq, prev in rows:
+            by_seq[(int(cell), seq)].append(bytes(digest))
+            by_prev[(int(cell), bytes(prev))].append(bytes(digest))
+        for record, body in bodies:
             cell_id = self.cell_of[record.digest]
-            for digest, other_cell, seq, prev in seen:
-                if (
-                    digest != record.digest
-                    and other_cell == cell_id
-                    and (seq == body.seq or prev == body.prev)
-                ):
-                    summary.alerts.append({
-                        "kind": "fork", "cell_id": cell_id, "record": record.digest.hex(),
-                        "rival": digest.hex(),
-                        "message": f"two histories: entries {digest.hex()[:16]}... and "
-                        f"{record.digest.hex()[:16]}... both follow seq {body.seq - 1}",
-                    })  # fmt: skip
-            seen.append((record.digest, cell_id, body.seq, body.prev))
+            rivals = {*by_seq[(cell_id, body.seq)], *by_prev[(cell_id, body.prev)]}
+            rivals.discard(record.digest)
+            for digest in sorted(rivals):
+                summary.alerts.append({
+                    "kind": "fork", "cell_id": cell_id, "record": record.digest.hex(),
+                    "rival": digest.hex(),
+                    "message": f"two histories: entries {digest.hex()[:16]}... and "
+                    f"{record.digest.hex()[:16]}... both follow seq {body.seq - 1}",
+                })  # fmt: skip
+            by_seq[(cell_id, body.seq)].append(record.digest)
+            by_prev[(cell_id, body.prev)].append(record.digest)
 
     def _move_heads(self, fresh: list[SignedRecord]) -> None:
         best: dict[int, SignedRecord] = {}
@@ -478,16 +514,19 @@ class Store:
                 )
             ).all()
         )
+        new_heads = []
         for cell_id, record in best.items():
             body = record.body
             assert isinstance(body, Entry)
             values = {"seq": body.seq, "digest": record.digest, "time": body.time}
             if cell_id not in heads:
-                self.conn.execute(insert(chain_head_t).values(cell_id=cell_id, **values))
+                new_heads.append({"cell_id": cell_id, **values})
             elif body.seq > heads[cell_id]:
                 self.conn.execute(
                     update(chain_head_t).where(chain_head_t.c.cell_id == cell_id).values(**values)
                 )
+        if new_heads:
+            self.conn.execute(insert(chain_head_t), new_heads)
 
     def _remember_certs(self, fresh: list[SignedRecord]) -> None:
         """Keep the certificates records name, so verifiers can resolve x5t here too."""
@@ -540,3 +579,28 @@ class Store:
 def _seq(record: SignedRecord) -> int:
     assert isinstance(record.body, Entry)
     return record.body.seq
+
+
+def _clone_alert(
+    record: SignedRecord,
+    body: Birth,
+    cell_id: int,
+    other_id: int,
+    other_key: bytes,
+    other_passport: str,
+    other_battery: str,
+) -> list[dict[str, Any]]:
+    if other_passport == str(body.passport_id):
+        message = (
+            f"passport id {body.passport_id} is claimed by a second birth record "
+            f"(batteries {other_battery} and {body.battery_id})"
+        )
+    elif other_battery == body.battery_id and other_key != body.cell_public_key:
+        message = (
+            f"battery id {body.battery_id} has a second birth record with another cell key "
+            f"(passports {other_passport} and {body.passport_id})"
+        )
+    else:
+        return []
+    return [{"kind": "clone", "cell_id": cell_id, "record": record.digest.hex(),
+             "rival": str(other_id), "message": message}]  # fmt: skip

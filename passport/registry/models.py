@@ -36,7 +36,7 @@ class Cell(SQLModel, table=True):
     __tablename__ = "cell"
 
     id: int | None = Field(default=None, primary_key=True)
-    passport_id: str = Field(unique=True, max_length=36)
+    passport_id: str = Field(index=True, max_length=36)  # not unique: a reuse is evidence
     battery_id: str = Field(index=True, max_length=128)
     birth_digest: bytes = Field(sa_type=LargeBinary(32), unique=True)
     cell_key: bytes = Field(sa_type=LargeBinary(32), index=True)

@@ -41,11 +41,11 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("birth_digest"),
-        sa.UniqueConstraint("passport_id"),
     )
     with op.batch_alter_table("cell", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_cell_battery_id"), ["battery_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_cell_cell_key"), ["cell_key"], unique=False)
+        batch_op.create_index(batch_op.f("ix_cell_passport_id"), ["passport_id"], unique=False)
 
     op.create_table(
         "log_checkpoint",
@@ -154,6 +154,7 @@ def downgrade() -> None:
     op.drop_table("log_meta")
     op.drop_table("log_checkpoint")
     with op.batch_alter_table("cell", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_cell_passport_id"))
         batch_op.drop_index(batch_op.f("ix_cell_cell_key"))
         batch_op.drop_index(batch_op.f("ix_cell_battery_id"))
 
