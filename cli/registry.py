@@ -18,6 +18,7 @@ from passport.image import Image
 from passport.notes import parse_body
 from passport.registry import Registry, read_sources, source_from_bytes
 from passport.registry.db import DB_ENV
+from passport.registry.parallel import default_workers
 
 app = typer.Typer(
     help="The registry: every record of every cell, verified, in a transparency log. "
@@ -60,6 +61,10 @@ def ingest(
     db: Db = None,
     trust: Annotated[Path | None, typer.Option(help=f"Trust bundle (or ${TRUST_ENV}).")] = None,
     batch: Annotated[int, typer.Option(min=1, help="Inputs per transaction.")] = 200,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Processes verifying tags in parallel (default: one per core)."),
+    ] = None,
     json_out: Json = False,
 ) -> None:
     """Verify inputs with the trust model and store what passes, in the log.
@@ -81,7 +86,9 @@ def ingest(
     if not sources and not problems:
         raise InputError("nothing to ingest")
     with progress_bar("ingesting", len(sources)) as advance:
-        summary = registry.ingest(sources, batch=batch, progress=advance)
+        summary = registry.ingest(
+            sources, batch=batch, progress=advance, workers=workers or default_workers()
+        )
     for name, findings in summary.rejected.items():
         first = findings[0]
         more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""

@@ -66,6 +66,7 @@ from passport.records import Checkpoint, Entry, Kind, SignedRecord, Values
 from passport.registry import Registry, RegistryCheck, Source, models
 from passport.registry.db import resolve_url
 from passport.registry.models import record_t
+from passport.trust.bundle import TrustBundle
 from passport.trust.roles import Role
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -920,3 +921,29 @@ def test_any_order_of_valid_inputs_ends_in_the_same_sound_log(
         assert_log_sound(registry)
         assert_heads_are_newest(registry, everything)
         assert registry.alerts() == []
+
+
+# --------------------------------------------------------------------------------------------
+# Parallel verification
+
+
+def test_parallel_verification_stores_the_same_log_as_one_process(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Tags checked in worker processes: same records, same rejections, same log root, as
+    when everything runs in one process (ingest order, hence the tree, does not change)."""
+    tags = [lifecycle(300 + n).image for n in range(6)]
+    bad = tampered_image(lifecycle(310).image, 2)
+    # loaded after the actors exist on disk: workers rebuild the bundle from its directory
+    bundle = TrustBundle.load(pki().trust_dir)
+    sources = [image_source(t, f"t{n}.t5t") for n, t in enumerate(tags)]
+    sources.insert(3, image_source(bad, "bad.t5t"))
+    parallel = open_registry(db_url, bundle)
+    summary = parallel.ingest(sources, now=NOW, workers=2)
+    serial = open_registry(f"sqlite:///{tmp_path / 'serial.db'}", bundle)
+    reference = serial.ingest(sources, now=NOW, workers=1)
+    assert summary.stored == reference.stored == sum(len(t.records) for t in tags)
+    assert set(summary.rejected) == set(reference.rejected) == {"bad.t5t"}
+    assert rules_of(summary.rejected["bad.t5t"]) == rules_of(reference.rejected["bad.t5t"])
+    assert stored(parallel) == stored(serial)
+    assert parallel.info()["root"] == serial.info()["root"]

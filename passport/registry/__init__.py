@@ -29,7 +29,7 @@ from passport.chain import Finding
 from passport.errors import DecodeError, InputError, StorageError
 from passport.image import Image
 from passport.records import Entry, SignedRecord
-from passport.registry import migrate
+from passport.registry import migrate, parallel
 from passport.registry.db import make_engine, reader, resolve_url
 from passport.registry.ingest import IngestSummary, RegistryReceipts, Source, Store, Verifier
 from passport.registry.log import SqlLog
@@ -146,21 +146,35 @@ class Registry:
         now: dt.datetime | None = None,
         batch: int = BATCH,
         progress: Callable[[int], None] | None = None,
+        workers: int = 1,
     ) -> IngestSummary:
-        """Verify and store; images first then journals within each batch. Idempotent."""
+        """Verify and store; images first then journals within each batch. Idempotent.
+
+        With `workers` > 1, tags are verified in that many processes while this one stores
+        (the trust bundle must have been loaded from a directory)."""
         trust = self._need_trust()
         summary = IngestSummary(sources=len(sources))
         with self._guard("reading"), self._connect() as conn:
             summary.tree_size = SqlLog(conn).state().size
         started = time.perf_counter()
-        ordered = [s for s in sources if s.image is not None] + [
-            s for s in sources if s.image is None
-        ]
-        for start in range(0, len(ordered), batch):
-            chunk = ordered[start : start + batch]
-            self._ingest_batch(chunk, trust, now, summary)
-            if progress is not None:
-                progress(len(chunk))
+        images = [s for s in sources if s.image is not None]
+        ordered = images + [s for s in sources if s.image is None]
+        verdicts: Iterator[list[Finding]] | None = None
+        if workers > 1 and len(images) > 1 and parallel.can_parallelize(trust):
+            verdicts = parallel.verify_images(
+                [s.image for s in images if s.image is not None], trust, self.url, now, workers
+            )
+        try:
+            for start in range(0, len(ordered), batch):
+                chunk = ordered[start : start + batch]
+                self._ingest_batch(chunk, trust, now, summary, verdicts)
+                if progress is not None:
+                    progress(len(chunk))
+        finally:
+            if verdicts is not None:
+                close = getattr(verdicts, "close", None)
+                if close is not None:
+                    close()
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -170,6 +184,7 @@ class Registry:
         trust: TrustBundle,
         now: dt.datetime | None,
         summary: IngestSummary,
+        verdicts: Iterator[list[Finding]] | None = None,
     ) -> None:
         verifier = Verifier(self.engine, trust, now)
         accepted: list[SignedRecord] = []
@@ -179,7 +194,8 @@ class Registry:
             with self._guard("ingest"):
                 for source in chunk:
                     if source.image is not None:
-                        records = verifier.image(source, summary, pending)
+                        findings = next(verdicts) if verdicts is not None else None
+                        records = verifier.image(source, summary, pending, findings)
                     else:
                         records = verifier.journal(source, summary, pending)
                     accepted.extend(records)

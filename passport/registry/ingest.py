@@ -26,7 +26,7 @@ from passport.chain import Finding, check_image, check_records
 from passport.errors import VerificationError
 from passport.image import Image
 from passport.records import Birth, Checkpoint, Entry, SignedRecord
-from passport.registry.db import reader
+from passport.registry.db import bind_value, bulk_insert, reader
 from passport.registry.log import SqlLog
 from passport.registry.models import (
     actor_cert_t,
@@ -40,6 +40,17 @@ from passport.trust.roles import roles_of
 from passport.trust.store import thumbprint
 
 MAX_FORK_PATHS = 64
+RECORD_COLUMNS = (
+    "digest",
+    "cell_id",
+    "kind",
+    "seq",
+    "prev",
+    "time",
+    "signer",
+    "raw",
+    "ingested_at",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +138,19 @@ class Verifier:
         self.receipts = RegistryReceipts(engine)
 
     def image(
-        self, source: Source, summary: IngestSummary, pending: dict[bytes, SignedRecord]
+        self,
+        source: Source,
+        summary: IngestSummary,
+        pending: dict[bytes, SignedRecord],
+        findings: Sequence[Finding] | None = None,
     ) -> list[SignedRecord]:
+        """Accept a tag that verifies (`findings` when a worker process checked it already)."""
         image = source.image
         assert image is not None
-        report = check_image(image, self.trust, now=self.now, receipts=self.receipts)
-        if not report.valid:
-            summary.reject(source.name, report.findings)
+        if findings is None:
+            findings = check_image(image, self.trust, now=self.now, receipts=self.receipts).findings
+        if findings:
+            summary.reject(source.name, findings)
             return []
         if image.checkpoint is not None:
             self._cross_check(source, image.checkpoint, summary, pending)
@@ -330,6 +347,7 @@ class Store:
         self.now = now
         self.log = SqlLog(conn)
         self.cell_of: dict[bytes, int] = {}  # record digest (or checkpoint head) -> cell id
+        self.ingested_at = bind_value(conn, record_t.c.ingested_at, now)
 
     def put(self, records: list[SignedRecord], summary: IngestSummary) -> None:
         state = self.log.state(lock=True)
@@ -346,7 +364,7 @@ class Store:
         size = state.size
         if rows:
             self._forks([r for r in fresh if isinstance(r.body, Entry)], summary)
-            self.conn.execute(insert(record_t), rows)
+            bulk_insert(self.conn, record_t, RECORD_COLUMNS, rows)
             size = self.log.append(size, [(r.digest, merkle.leaf_hash(r.raw)) for r in fresh])
             self._move_heads(fresh)
             self._remember_certs(fresh)
@@ -364,7 +382,7 @@ class Store:
             found.update(bytes(d) for (d,) in rows)
         return found
 
-    def _row(self, record: SignedRecord) -> dict[str, Any]:
+    def _row(self, record: SignedRecord) -> tuple[Any, ...]:
         body = record.body
         if isinstance(body, Birth):
             cell_id, seq, prev, time = self.cell_of[record.digest], None, None, body.issued_at
@@ -376,11 +394,9 @@ class Store:
             assert isinstance(body, Entry)
             cell_id, seq, prev, time = self._cell_of_prev(body.prev), body.seq, body.prev, body.time
         self.cell_of[record.digest] = cell_id
-        return {
-            "digest": record.digest, "cell_id": cell_id, "kind": int(record.kind), "seq": seq,
-            "prev": prev, "time": time, "raw": record.raw, "ingested_at": self.now,
-            "signer": "cell" if record.x5t is None else f"x5t:{record.x5t[1].hex()}",
-        }  # fmt: skip
+        signer = "cell" if record.x5t is None else f"x5t:{record.x5t[1].hex()}"
+        return (record.digest, cell_id, int(record.kind), seq, prev, time, signer, record.raw,
+                self.ingested_at)  # fmt: skip
 
     def _cell_of_birth(self, birth_digest: bytes) -> int:
         if birth_digest not in self.cell_of:

@@ -22,6 +22,7 @@ from passport import merkle
 from passport.errors import StorageError, VerificationError
 from passport.notes import Checkpoint
 from passport.receipts import make_receipt
+from passport.registry.db import bulk_insert
 from passport.registry.models import (
     LogCheckpoint,
     log_checkpoint_t,
@@ -108,10 +109,10 @@ class SqlLog:
                 index, level = index >> 1, level + 1
                 parent = merkle.node_hash(left, right)
                 new_nodes[node_id(level, index)] = cache[node_id(level, index)] = parent
-            leaf_rows.append({"idx": size, "digest": digest, "leaf_hash": leaf_hash})
+            leaf_rows.append((size, digest, leaf_hash))
             size += 1
-        self.conn.execute(insert(log_leaf_t), leaf_rows)
-        self.conn.execute(insert(log_node_t), [{"id": k, "hash": v} for k, v in new_nodes.items()])
+        bulk_insert(self.conn, log_leaf_t, ("idx", "digest", "leaf_hash"), leaf_rows)
+        bulk_insert(self.conn, log_node_t, ("id", "hash"), list(new_nodes.items()))
         self.conn.execute(update(log_meta_t).where(log_meta_t.c.id == 1).values(size=size))
         return size
 
