@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +39,7 @@ def demo(
                 "verified_ok": report.verified_ok,
                 "failed": report.failed,
                 "tampered": report.tampered,
+                "registry": asdict(report.registry) if report.registry else None,
                 "as_expected": report.as_expected,
                 "seconds": round(report.seconds, 2),
             }
@@ -52,6 +54,16 @@ def demo(
     for path, reason in report.failed.items():
         err.print(f"  FAIL: {path}: {reason}", markup=False)
     err.print(f"tampered on purpose: {report.tampered}", markup=False)
+    reg = report.registry
+    if reg is not None:
+        err.print(
+            f"registry {reg.database}: {reg.stored} records stored, log size {reg.tree_size}, "
+            f"rejected {len(reg.rejected_tags)} tag(s) and {len(reg.rejected_journals)} "
+            f"journal(s); audit one record offline with: passport audit receipt "
+            f"{report.out_dir}/record.cose {report.out_dir}/receipt.cose "
+            f"--log-key {report.out_dir}/log.pub.pem",
+            markup=False,
+        )
     err.print(
         f"[green]demo as expected[/] in {report.seconds:.1f} s; "
         f"try: passport show {report.tampered}"

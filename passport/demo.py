@@ -9,6 +9,9 @@ It leaves, under the output directory:
   measurements) and, for some, a recycler (intake);
 - one image tampered on purpose (a raised SoH in an otherwise well-formed record).
 
+- `passport.db`: the registry (SQLite) holding every record that verified, its log, and
+  `log.pub.pem`, `record.cose`, `receipt.cose` for an offline audit of one record;
+
 so that anyone can run `passport verify --trust DIR/trust DIR/images/`. It uses the same library
 calls as the CLI commands. Later issues grow it into the full recycler intake.
 """
@@ -33,6 +36,7 @@ from passport.chain import check_image
 from passport.image import PROFILES, Image
 from passport.records import Entry, Event, Kind, SignedRecord, SohMethod, Values
 from passport.records.codec import encode_body
+from passport.registry import Registry, read_sources
 from passport.trust import keys
 from passport.trust.bundle import TrustBundle
 from passport.trust.ca import CertificateAuthority
@@ -48,6 +52,16 @@ BMS_SIGMA_CPCT = 100  # a BMS SoH estimate is good to about 1 point (1 sigma)
 LAB_SIGMA_CPCT = 40  # a laboratory capacity test to about 0.4 points
 
 
+@dataclass(frozen=True, slots=True)
+class DemoRegistry:
+    database: str
+    stored: int
+    tree_size: int
+    rejected_tags: list[str]
+    rejected_journals: list[str]
+    alerts: int
+
+
 @dataclass(slots=True)
 class DemoReport:
     out_dir: str
@@ -59,10 +73,16 @@ class DemoReport:
     tampered: str = ""
     seconds: float = 0.0
     profiles: dict[str, int] = field(default_factory=dict)
+    registry: DemoRegistry | None = None
 
     @property
     def as_expected(self) -> bool:
-        return set(self.failed) == {self.tampered} and self.verified_ok == self.cells - 1
+        return (
+            set(self.failed) == {self.tampered}
+            and self.verified_ok == self.cells - 1
+            and self.registry is not None
+            and self.registry.rejected_tags == [self.tampered]
+        )
 
 
 def _cells_csv(count: int, rng: random.Random, made: dt.date) -> str:
@@ -194,5 +214,31 @@ def run_demo(
         else:
             first = result.findings[0]
             report.failed[str(path)] = f"record {first.index}: {first.message} [{first.rule}]"
+    report.registry = _registry(out, bundle, images)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _registry(out: Path, bundle: TrustBundle, images: list[Path]) -> DemoRegistry:
+    """Ingest every tag and evicted journal into DIR/passport.db (SQLite) and prove one
+    record, so the offline audit has something to check."""
+    database = out / "passport.db"
+    for stale in out.glob("passport.db*"):
+        stale.unlink()
+    Registry.init(f"sqlite:///{database}")
+    registry = Registry(f"sqlite:///{database}", trust=bundle)
+    sources, _ = read_sources([out / "images"])
+    summary = registry.ingest(sources)
+    info = registry.info()
+    write_atomic(out / "log.pub.pem", str(info["log_public_key_pem"]).encode())
+    sample = writer.read_image(images[0]).entries[-1]
+    write_atomic(out / "receipt.cose", registry.prove(sample.digest))
+    write_atomic(out / "record.cose", sample.raw)
+    return DemoRegistry(
+        database=str(database),
+        stored=summary.stored,
+        tree_size=summary.tree_size,
+        rejected_tags=sorted(n for n in summary.rejected if n.endswith(".t5t")),
+        rejected_journals=sorted(n for n in summary.rejected if not n.endswith(".t5t")),
+        alerts=len(summary.alerts),
+    )
