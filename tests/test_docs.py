@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NOT_RULES = {"policy.toml", "record.digest"}  # a file name and a column that look like rules
+# Quoted strings that look like rule ids but are file names or table columns
+FILE_SUFFIXES = (".toml", ".cose", ".pem", ".db", ".cbor", ".t5t", ".json")
+NOT_RULES = {"record.digest"}
 PREFIXES = "cbor|cose|record|image|chain|trust|policy|clone|log|registry"
 RULE = re.compile(rf"\b((?:{PREFIXES})\.[a-z0-9-]+)\b")
 
@@ -18,7 +20,10 @@ def raised_rules() -> set[str]:
         found |= set(re.findall(r'rule="([a-z0-9.-]+)"', text))
         # ... and rule ids passed around as plain strings (rule tables, scanner faults)
         quoted = re.findall(r'"([a-z]+\.[a-z0-9-]+)"', text)
-        found |= {m for m in quoted if RULE.fullmatch(m) and m not in NOT_RULES}
+        found |= {
+            m for m in quoted
+            if RULE.fullmatch(m) and m not in NOT_RULES and not m.endswith(FILE_SUFFIXES)
+        }  # fmt: skip
     return found
 
 
