@@ -11,27 +11,22 @@ the two and the best round of each is kept, so background load hits both alike.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import platform
 import time
-import uuid
 from collections.abc import Callable
 
+from _example import example_birth
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from passport import cose
 from passport.errors import CapacityError
 from passport.image import PROFILES, Image
 from passport.records import (
     Birth,
-    CapacityTest,
     Checkpoint,
-    Chemistry,
     Entry,
     Kind,
-    ResistanceTest,
     SignedRecord,
     SohMethod,
     Values,
@@ -44,28 +39,7 @@ ISO_ID = "LIACME0000123456"
 
 
 def birth_body(cell: ed25519.Ed25519PrivateKey, battery_id: str) -> Birth:
-    return Birth(
-        passport_id=uuid.uuid4(),
-        battery_id=battery_id,
-        manufacturer="ACME",
-        issued_at=int(time.time()),
-        model="ACME-21700-50E",
-        chemistry=Chemistry.NMC,
-        rated_capacity_mah=5000,
-        nominal_voltage_mv=3630,
-        min_voltage_mv=2500,
-        max_voltage_mv=4200,
-        initial_capacity_mah=5021,
-        capacity_test=CapacityTest(250, 20),
-        initial_resistance_uohm=14200,
-        resistance_test=ResistanceTest(250, 50, 10),
-        manufacture_date=dt.date(2026, 11, 2),
-        site="DE-BER1",
-        expected_cycle_life=1500,
-        exhaustion_threshold_cpct=6000,
-        datasheet_sha256=bytes(range(32)),
-        cell_public_key=cell.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw),
-    )
+    return example_birth(cell, battery_id, int(time.time()))
 
 
 def typical_values(i: int) -> Values:

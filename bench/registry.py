@@ -72,8 +72,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from _example import example_birth
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
@@ -83,11 +83,8 @@ from passport.notes import Checkpoint as Note
 from passport.receipts import verify_receipt
 from passport.records import (
     Birth,
-    CapacityTest,
-    Chemistry,
     Entry,
     Kind,
-    ResistanceTest,
     SignedRecord,
     Values,
 )
@@ -123,28 +120,7 @@ PKI_START = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
 
 def _birth(cell: ed25519.Ed25519PrivateKey, n: int) -> Birth:
-    return Birth(
-        passport_id=uuid.uuid4(),
-        battery_id=f"https://id.gs1.org/01/09506000134352/21/B{n:09d}",
-        manufacturer="ACME",
-        issued_at=T0,
-        model="ACME-21700-50E",
-        chemistry=Chemistry.NMC,
-        rated_capacity_mah=5000,
-        nominal_voltage_mv=3630,
-        min_voltage_mv=2500,
-        max_voltage_mv=4200,
-        initial_capacity_mah=5021,
-        capacity_test=CapacityTest(250, 20),
-        initial_resistance_uohm=14200,
-        resistance_test=ResistanceTest(250, 50, 10),
-        manufacture_date=dt.datetime.fromtimestamp(T0, dt.UTC).date(),
-        site="DE-BER1",
-        expected_cycle_life=1500,
-        exhaustion_threshold_cpct=6000,
-        datasheet_sha256=bytes(range(32)),
-        cell_public_key=cell.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw),
-    )
+    return example_birth(cell, f"https://id.gs1.org/01/09506000134352/21/B{n:09d}", T0)
 
 
 def _values(i: int) -> Values:
