@@ -21,8 +21,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two test workers on two cores: BLAS must not spawn threads of its own in each (OpenBLAS
+# threads contending on small matrices made one model fit take a minute instead of a second).
 pytest: $(STAMP)
-	$(BIN)/pytest -n 2 -q
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/pytest -n 2 -q
 
 test: lint typecheck pytest
 

@@ -1,0 +1,285 @@
+"""Kernel ridge per design on a fixed set of RBF centres: basis, ridge path, hyperparameter
+selection by inner grouped CV, sigma as a function of the estimate, and the per-design fit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from passport.soh._base import (
+    KIND_KERNEL,
+    Z90,
+    FitSettings,
+    FloatArray,
+    IntArray,
+    StrArray,
+    _coverage,
+    _feature_mask,
+    _few_cells_factor,
+    _rbf,
+    _usable_columns,
+    group_kfold,
+)
+from passport.soh._params import DesignModel, TrainingSummary
+from passport.soh.features import FEATURE_NAMES, features
+
+
+@dataclass(frozen=True, slots=True)
+class _Basis:
+    """Standardisation, projection and centres learnt from one set of training rows."""
+
+    mean: FloatArray
+    scale: FloatArray
+    projection: FloatArray
+    centres: FloatArray
+    gamma: float
+    whiten: FloatArray  # K(C, C)^(-1/2): Nystroem features
+
+    def embed(self, F: FloatArray) -> FloatArray:
+        return ((F - self.mean) / self.scale) @ self.projection
+
+    def design_matrix(self, E: FloatArray) -> FloatArray:
+        return np.hstack([_rbf(E, self.centres, self.gamma) @ self.whiten, E])
+
+
+def _basis(
+    F: FloatArray, gamma_scale: float, n_centres: int, seed: int, variance_kept: float = 1.0
+) -> _Basis:
+    mean = F.mean(0)
+    scale = F.std(0)
+    scale = np.where(scale > 1e-12, scale, 1.0)  # a feature constant within a fold
+    Z = (F - mean) / scale
+    # principal axes from the (features x features) Gram matrix: eigh always converges
+    lam, vecs = np.linalg.eigh(Z.T @ Z)
+    lam, vecs = lam[::-1], vecs[:, ::-1]
+    share = np.cumsum(np.maximum(lam, 0.0)) / np.maximum(lam, 0.0).sum()
+    keep = (lam > 1e-10 * lam[0]) & (np.arange(len(lam)) <= np.searchsorted(share, variance_kept))
+    projection = np.ascontiguousarray(vecs[:, keep])
+    E = Z @ projection
+    m = min(n_centres, len(E))
+    centres = E[np.sort(np.random.default_rng(seed).choice(len(E), m, replace=False))]
+    gamma = gamma_scale / F.shape[1]
+    K = _rbf(centres, centres, gamma)
+    ev, V = np.linalg.eigh(K)
+    ev = np.maximum(ev, 1e-6 * ev.max())
+    return _Basis(mean, scale, projection, centres, gamma, V / np.sqrt(ev))
+
+
+def _ridge_path(
+    A: FloatArray, y: FloatArray, alphas: tuple[float, ...]
+) -> tuple[FloatArray, FloatArray, float]:
+    """Ridge solutions for several penalties at once: (coef (p, len(alphas)), A mean, y mean);
+    one eigendecomposition serves the whole path."""
+    a_mean = A.mean(0)
+    y_mean = float(y.mean())
+    A0 = A - a_mean
+    lam, Q = np.linalg.eigh(A0.T @ A0)
+    qb = Q.T @ (A0.T @ (y - y_mean))
+    n = len(y)
+    coef = np.stack([Q @ (qb / (np.maximum(lam, 0.0) + a * n)) for a in alphas], axis=1)
+    return coef, a_mean, y_mean
+
+
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    gamma_scale: float
+    alpha: float
+    oof: FloatArray  # out-of-fold estimates at the chosen settings (clipped)
+
+
+def _select(
+    F: FloatArray,
+    y: FloatArray,
+    folds: IntArray,
+    clip: tuple[float, float],
+    settings: FitSettings,
+) -> _Selection:
+    """Inner grouped CV over the (gamma, alpha) grid; the best by out-of-fold MAE."""
+    alphas = settings.alpha_grid
+    oof = np.zeros((len(settings.gamma_grid), len(alphas), len(y)))
+    for fold in np.unique(folds):
+        test = folds == fold
+        train = ~test
+        for g, gamma_scale in enumerate(settings.gamma_grid):
+            basis = _basis(
+                F[train], gamma_scale, settings.n_centres, settings.seed, settings.variance_kept
+            )
+            A_train = basis.design_matrix(basis.embed(F[train]))
+            coef, a_mean, y_mean = _ridge_path(A_train, y[train], alphas)
+            A_test = basis.design_matrix(basis.embed(F[test]))
+            oof[g][:, test] = ((A_test - a_mean) @ coef + y_mean).clip(*clip).T
+    mae = np.abs(oof - y).mean(axis=2)
+    best = int(np.argmin(mae))
+    g, a = divmod(best, len(alphas))
+    return _Selection(settings.gamma_grid[g], alphas[a], oof[g, a])
+
+
+def _sigma_curve(
+    estimate: FloatArray, truth: FloatArray, bins: int, n_cells: int
+) -> tuple[FloatArray, FloatArray]:
+    """Sigma as a function of the estimate from out-of-fold residuals: the mean |residual| in
+    quantile bins of the estimate (shrunk towards the overall mean), scaled so that 90 % of the
+    residuals fall within +/- Z90 sigma. Residuals of one cell move together, so a bin needs
+    about 20 cells to say anything: fewer cells, fewer bins (down to a constant sigma)."""
+    resid = np.abs(truth - estimate)
+    bins = max(1, min(bins, n_cells // 20, len(estimate) // 50))
+    edges = np.quantile(estimate, np.linspace(0.0, 1.0, bins + 1))
+    which = np.clip(np.searchsorted(edges, estimate, side="right") - 1, 0, bins - 1)
+    overall = float(resid.mean())
+    prior_rows = len(estimate) / bins  # shrinkage: as strong as one bin's own data
+    knots = np.empty(bins)
+    level = np.empty(bins)
+    for b in range(bins):
+        in_bin = which == b
+        n_b = int(in_bin.sum())
+        knots[b] = float(np.median(estimate[in_bin])) if n_b else float(edges[b])
+        level[b] = (resid[in_bin].sum() + prior_rows * overall) / (n_b + prior_rows)
+    knots, unique = np.unique(knots, return_index=True)
+    level = np.maximum(level[unique], 1e-4)
+    shape = np.interp(estimate, knots, level)
+    q90 = float(np.quantile(resid / shape, 0.9)) * _few_cells_factor(n_cells)
+    values = np.maximum(level * q90 / Z90, 1e-4)
+    return knots, values
+
+
+@dataclass(frozen=True, slots=True)
+class _KernelFit:
+    model: DesignModel
+    rows: IntArray  # the training rows it used (rows with all the design's U columns)
+    oof: FloatArray  # out-of-fold estimates and sigma of those rows (inner grouped CV)
+    oof_sigma: FloatArray
+
+
+def _fit_kernel_design(
+    name: str,
+    U: FloatArray,
+    rated_ah: FloatArray,
+    width_ms: FloatArray,
+    soh: FloatArray,
+    groups: StrArray,
+    settings: FitSettings,
+) -> _KernelFit:
+    available, used = _usable_columns(U)
+    rows = np.flatnonzero(used)
+    U, rated_ah, width_ms, soh, groups = (
+        U[rows],
+        rated_ah[rows],
+        width_ms[rows],
+        soh[rows],
+        groups[rows],
+    )
+    F_all = features(U, rated_ah, width_ms)
+    mask = _feature_mask(available, U, rated_ah, width_ms, F_all)
+    F = F_all[:, mask]
+    n_cells = len(np.unique(groups))
+    clip = (float(soh.min()) - settings.clip_margin, float(soh.max()) + settings.clip_margin)
+    folds = group_kfold(groups, settings.inner_folds, settings.seed)
+    sel = _select(F, soh, folds, clip, settings)
+    knots, values = _sigma_curve(sel.oof, soh, settings.sigma_bins, n_cells)
+    oof_sigma = np.interp(sel.oof, knots, values)
+    err = np.abs(sel.oof - soh)
+
+    basis = _basis(F, sel.gamma_scale, settings.n_centres, settings.seed, settings.variance_kept)
+    E = basis.embed(F)
+    A = basis.design_matrix(E)
+    coef, a_mean, y_mean = _ridge_path(A, soh, (sel.alpha,))
+    beta = coef[:, 0]
+    m = basis.centres.shape[0]
+    rbf_weights = basis.whiten @ beta[:m]
+    intercept = y_mean - float(a_mean @ beta)
+    summary = TrainingSummary(
+        kind=KIND_KERNEL,
+        n_rows=len(soh),
+        n_cells=n_cells,
+        soh_min=float(soh.min()),
+        soh_max=float(soh.max()),
+        cv_mae=float(err.mean()),
+        cv_p95=float(np.quantile(err, 0.95)),
+        cv_coverage=_coverage(sel.oof, oof_sigma, soh),
+        gamma=sel.gamma_scale,
+        alpha=sel.alpha,
+        n_centres=m,
+    )
+    Uu = U[:, available]
+    model = DesignModel(
+        design=name,
+        rated_ah=float(np.median(rated_ah)),
+        width_range_ms=(float(width_ms.min()), float(width_ms.max())),
+        u_columns=tuple(int(i) for i in np.flatnonzero(available)),
+        u_window=(
+            float(Uu.min()) - settings.window_margin_v,
+            float(Uu.max()) + settings.window_margin_v,
+        ),
+        feature_names=tuple(n for n, k in zip(FEATURE_NAMES, mask, strict=True) if k),
+        feature_mean=basis.mean,
+        feature_scale=basis.scale,
+        projection=basis.projection,
+        centres=basis.centres,
+        gamma=basis.gamma,
+        rbf_weights=rbf_weights,
+        linear_weights=beta[m:],
+        intercept=intercept,
+        soh_clip=clip,
+        sigma_knots=knots,
+        sigma_values=values,
+        summary=summary,
+    )
+    return _KernelFit(model, rows, sel.oof, oof_sigma)
+
+
+def _summary_of(
+    base: TrainingSummary, oof: FloatArray, oof_sigma: FloatArray, soh: FloatArray
+) -> TrainingSummary:
+    err = np.abs(oof - soh)
+    return replace(
+        base,
+        cv_mae=float(err.mean()),
+        cv_p95=float(np.quantile(err, 0.95)),
+        cv_coverage=_coverage(oof, oof_sigma, soh),
+    )
+
+
+def _fit_kernel_widths(
+    name: str,
+    U: FloatArray,
+    rated_ah: FloatArray,
+    width_ms: FloatArray,
+    soh: FloatArray,
+    groups: StrArray,
+    settings: FitSettings,
+) -> DesignModel:
+    """The kernel model across all pulse widths (log10 width is one of its inputs), plus, for
+    each width with at least `settings.width_min_cells` cells, a kernel model of that width
+    alone, kept when its inner grouped-CV MAE on that width's rows beats the pooled model's
+    (same folds: both split the same cells with the same seed). Rows of other widths, or of a
+    width whose own model did not do better, use the pooled model."""
+    pooled = _fit_kernel_design(name, U, rated_ah, width_ms, soh, groups, settings)
+    widths = np.unique(width_ms)
+    if not settings.per_width or len(widths) < 2:
+        return pooled.model
+    y = soh[pooled.rows]
+    oof = pooled.oof.copy()
+    oof_sigma = pooled.oof_sigma.copy()
+    subs: list[DesignModel] = []
+    for w in widths.tolist():
+        own = width_ms == w
+        if len(np.unique(groups[own])) < settings.width_min_cells:
+            continue
+        sub = _fit_kernel_design(
+            name, U[own], rated_ah[own], width_ms[own], soh[own], groups[own], settings
+        )
+        # the pooled model's out-of-fold rows of this width, in the sub-model's row order
+        at = np.searchsorted(pooled.rows, np.flatnonzero(own)[sub.rows])
+        if not np.array_equal(
+            pooled.rows[np.minimum(at, len(pooled.rows) - 1)], np.flatnonzero(own)[sub.rows]
+        ):
+            continue  # the two used different rows: no like-for-like comparison
+        if sub.model.summary.cv_mae < float(np.abs(pooled.oof[at] - y[at]).mean()):
+            subs.append(sub.model)
+            oof[at] = sub.oof
+            oof_sigma[at] = sub.oof_sigma
+    if not subs:
+        return pooled.model
+    summary = _summary_of(pooled.model.summary, oof, oof_sigma, y)
+    return replace(pooled.model, by_width=tuple(subs), summary=summary)

@@ -1,0 +1,345 @@
+"""The fitted parameters of the SoH estimator and their JSON form: a design's model (kernel or
+linear), its training summary, and the pooled prior shared across designs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from passport.soh._base import (
+    BoolArray,
+    FloatArray,
+    SohModelError,
+    _rbf,
+)
+from passport.soh.features import (
+    FEATURE_NAMES,
+    N_U,
+    WIDTH_FEATURE,
+    features,
+    required_columns,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSummary:
+    """What a design's model was trained on and how it did on its own held-out cells."""
+
+    kind: str
+    n_rows: int
+    n_cells: int
+    soh_min: float
+    soh_max: float
+    cv_mae: float  # out-of-fold (grouped by cell) mean absolute error, fraction
+    cv_p95: float  # out-of-fold 95th percentile absolute error, fraction
+    cv_coverage: float  # share of out-of-fold truths within +/- Z90 sigma
+    gamma: float
+    alpha: float
+    n_centres: int
+
+    def __post_init__(self) -> None:
+        for name in ("n_rows", "n_cells", "n_centres"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise SohModelError(f"training summary: {name} must be a non-negative integer")
+        for name in ("soh_min", "soh_max", "gamma", "alpha"):
+            if not math.isfinite(getattr(self, name)):
+                raise SohModelError(f"training summary: {name} is not a finite number")
+        for name in ("cv_mae", "cv_p95", "cv_coverage"):  # NaN (null): could not be measured
+            v = getattr(self, name)
+            if math.isinf(v) or v < 0:
+                raise SohModelError(f"training summary: {name} must be >= 0 or null")
+        if self.soh_min > self.soh_max:
+            raise SohModelError("training summary: soh_min above soh_max")
+
+
+@dataclass(frozen=True, eq=False)
+class DesignModel:
+    """One design's estimator. Arrays are read-only; `to_dict` gives their JSON form.
+
+    features: z = (features(U)[names] - mean) / scale; e = z @ projection;
+    soh = exp(-gamma |e - centre|^2) @ rbf_weights + e @ linear_weights + intercept, clipped;
+    sigma = interp(soh, sigma_knots, sigma_values).
+
+    by_width: models of one pulse width each (width_range_ms = (w, w)), with no by_width of
+    their own; a row whose width is one of theirs (`same_width`) is estimated by that model,
+    any other row by this one.
+    """
+
+    design: str
+    rated_ah: float
+    width_range_ms: tuple[float, float]
+    u_columns: tuple[int, ...]  # 0-based indices of the required U columns
+    u_window: tuple[float, float]  # accepted voltage range (V)
+    feature_names: tuple[str, ...]
+    feature_mean: FloatArray
+    feature_scale: FloatArray
+    projection: FloatArray  # (features, r)
+    centres: FloatArray  # (m, r); m = 0 for a linear model
+    gamma: float  # per unit of squared distance in e
+    rbf_weights: FloatArray  # (m,)
+    linear_weights: FloatArray  # (r,)
+    intercept: float
+    soh_clip: tuple[float, float]
+    sigma_knots: FloatArray  # increasing estimates
+    sigma_values: FloatArray  # sigma (fraction) at the knots
+    summary: TrainingSummary
+    by_width: tuple[DesignModel, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in _ARRAYS:
+            # C order always: a loaded model must compute exactly what the fitted one did
+            arr = np.array(getattr(self, name), dtype=np.float64, order="C")
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        _check_design(self)
+        object.__setattr__(self, "by_width", tuple(self.by_width))
+        widths = [m.width_range_ms[0] for m in self.by_width]
+        subs_ok = all(
+            m.design == self.design
+            and not m.by_width
+            and m.width_range_ms[0] == m.width_range_ms[1]
+            and m.rated_ah == self.rated_ah
+            for m in self.by_width
+        )
+        if not subs_ok or len(set(widths)) != len(widths):
+            raise SohModelError(f"design {self.design!r}: bad per-width models")
+
+    def reference_estimate(
+        self, U: FloatArray, rated_ah: FloatArray, width_ms: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """(soh, sigma) by the defining float64 formulas, straight from `features` and with no
+        input checks; `SohModel.predict` computes the same, folded into float32 products."""
+        soh, sigma = self._own_estimate(U, rated_ah, width_ms)
+        for m in self.by_width:
+            rows = same_width(width_ms, m.width_range_ms[0])
+            if rows.any():
+                soh[rows], sigma[rows] = m._own_estimate(U[rows], rated_ah[rows], width_ms[rows])
+        return soh, sigma
+
+    def _own_estimate(
+        self, U: FloatArray, rated_ah: FloatArray, width_ms: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        F = features(U, rated_ah, width_ms)[:, [FEATURE_NAMES.index(n) for n in self.feature_names]]
+        E = ((F - self.feature_mean) / self.feature_scale) @ self.projection
+        soh = E @ self.linear_weights + self.intercept
+        if len(self.centres):
+            soh += _rbf(E, self.centres, self.gamma) @ self.rbf_weights
+        soh = np.clip(soh, *self.soh_clip)
+        return soh, np.interp(soh, self.sigma_knots, self.sigma_values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "design": self.design,
+            "rated_ah": self.rated_ah,
+            "width_range_ms": list(self.width_range_ms),
+            "u_columns": list(self.u_columns),
+            "u_window": list(self.u_window),
+            "feature_names": list(self.feature_names),
+            "feature_mean": self.feature_mean.tolist(),
+            "feature_scale": self.feature_scale.tolist(),
+            "projection": self.projection.tolist(),
+            "centres": self.centres.tolist(),
+            "gamma": self.gamma,
+            "rbf_weights": self.rbf_weights.tolist(),
+            "linear_weights": self.linear_weights.tolist(),
+            "intercept": self.intercept,
+            "soh_clip": list(self.soh_clip),
+            "sigma_knots": self.sigma_knots.tolist(),
+            "sigma_values": self.sigma_values.tolist(),
+            "summary": {
+                k: None if isinstance(v, float) and math.isnan(v) else v
+                for k, v in asdict(self.summary).items()
+            },
+            "by_width": [m.to_dict() for m in self.by_width],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DesignModel:
+        try:
+            r = len(d["linear_weights"])
+            centres = np.array(d["centres"], dtype=np.float64).reshape(-1, r)
+            projection = np.array(d["projection"], dtype=np.float64).reshape(-1, r)
+            return cls(
+                design=str(d["design"]),
+                rated_ah=float(d["rated_ah"]),
+                width_range_ms=_pair(d["width_range_ms"]),
+                u_columns=tuple(int(i) for i in d["u_columns"]),
+                u_window=_pair(d["u_window"]),
+                feature_names=tuple(str(n) for n in d["feature_names"]),
+                feature_mean=np.array(d["feature_mean"], dtype=np.float64),
+                feature_scale=np.array(d["feature_scale"], dtype=np.float64),
+                projection=projection,
+                centres=centres,
+                gamma=float(d["gamma"]),
+                rbf_weights=np.array(d["rbf_weights"], dtype=np.float64),
+                linear_weights=np.array(d["linear_weights"], dtype=np.float64),
+                intercept=float(d["intercept"]),
+                soh_clip=_pair(d["soh_clip"]),
+                sigma_knots=np.array(d["sigma_knots"], dtype=np.float64),
+                sigma_values=np.array(d["sigma_values"], dtype=np.float64),
+                summary=_summary_from(d["summary"]),
+                by_width=tuple(cls.from_dict(m) for m in d["by_width"]),
+            )
+        except SohModelError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SohModelError(f"bad SoH model: design entry: {exc!r}") from None
+
+
+@dataclass(frozen=True, eq=False)
+class PooledPrior:
+    """A linear model shared by all designs, on features standardised within each design:
+    soh - design mean = z @ weights. A new design shrinks its own coefficients towards these."""
+
+    feature_names: tuple[str, ...]
+    weights: FloatArray
+    sigma_one_cell: float  # sigma (fraction) of a design calibrated with a single cell
+    designs: tuple[str, ...]  # the designs it was pooled from
+    soh_range: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        arr = np.array(self.weights, dtype=np.float64, order="C")
+        arr.setflags(write=False)
+        object.__setattr__(self, "weights", arr)
+        if arr.shape != (len(self.feature_names),) or not np.isfinite(arr).all():
+            raise SohModelError("pooled prior: weights do not match its features")
+        if set(self.feature_names) - set(FEATURE_NAMES):
+            raise SohModelError("pooled prior: unknown features")
+        if len(set(self.feature_names)) != len(self.feature_names):
+            raise SohModelError("pooled prior: feature_names repeat a feature")
+        if not (math.isfinite(self.sigma_one_cell) and self.sigma_one_cell > 0):
+            raise SohModelError("pooled prior: sigma_one_cell must be a positive finite number")
+        lo, hi = self.soh_range
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise SohModelError("pooled prior: soh_range must be two finite numbers, in order")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature_names": list(self.feature_names),
+            "weights": self.weights.tolist(),
+            "sigma_one_cell": self.sigma_one_cell,
+            "designs": list(self.designs),
+            "soh_range": list(self.soh_range),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PooledPrior:
+        try:
+            return cls(
+                feature_names=tuple(str(n) for n in d["feature_names"]),
+                weights=np.array(d["weights"], dtype=np.float64),
+                sigma_one_cell=float(d["sigma_one_cell"]),
+                designs=tuple(str(n) for n in d["designs"]),
+                soh_range=_pair(d["soh_range"]),
+            )
+        except SohModelError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SohModelError(f"bad SoH model: pooled prior: {exc!r}") from None
+
+
+def _check_design(m: DesignModel) -> None:
+    """Everything the estimate relies on, refused with the field named: shapes consistent, every
+    number finite, scales, sigmas, rating and gamma positive, knots increasing, ranges ordered,
+    and the U columns the features need among `u_columns`."""
+    where = f"design {m.design!r}"
+
+    def fail(field: str, what: str) -> SohModelError:
+        return SohModelError(f"{where}: {field} {what}")
+
+    k, r = len(m.feature_names), m.linear_weights.shape[0] if m.linear_weights.ndim == 1 else -1
+    shapes = {
+        "linear_weights": m.linear_weights.ndim == 1,
+        "feature_mean": m.feature_mean.shape == (k,),
+        "feature_scale": m.feature_scale.shape == (k,),
+        "projection": m.projection.shape == (k, r),
+        "centres": m.centres.ndim == 2 and m.centres.shape[1] == r,
+        "rbf_weights": m.rbf_weights.shape == (m.centres.shape[0] if m.centres.ndim else -1,),
+        "sigma_knots": m.sigma_knots.ndim == 1 and len(m.sigma_knots) >= 1,
+        "sigma_values": m.sigma_values.shape == m.sigma_knots.shape,
+    }
+    for field, ok in shapes.items():
+        if not ok:
+            raise fail(field, "has a shape inconsistent with the other parameters")
+    for field in _ARRAYS:
+        if not np.isfinite(getattr(m, field)).all():
+            raise fail(field, "holds a non-finite number")
+    for field in ("rated_ah", "gamma", "intercept"):
+        if not math.isfinite(getattr(m, field)):
+            raise fail(field, "is not a finite number")
+    for field in ("width_range_ms", "u_window", "soh_clip"):
+        lo, hi = getattr(m, field)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise fail(field, "holds a non-finite number")
+        if lo > hi or (field == "u_window" and lo == hi):
+            raise fail(field, "is not an ordered range")
+    if m.rated_ah <= 0:
+        raise fail("rated_ah", "must be positive")
+    if m.width_range_ms[0] <= 0:
+        raise fail("width_range_ms", "must be positive")
+    if m.gamma < 0 or (len(m.centres) and m.gamma == 0):
+        raise fail("gamma", "must be positive")
+    if not np.all(m.feature_scale > 0):
+        raise fail("feature_scale", "must be positive")
+    if not np.all(m.sigma_values > 0):
+        raise fail("sigma_values", "must be positive")
+    if not np.all(np.diff(m.sigma_knots) > 0):
+        raise fail("sigma_knots", "must be increasing")
+    unknown = set(m.feature_names) - set(FEATURE_NAMES)
+    if unknown:
+        raise fail("feature_names", f"has unknown features {sorted(unknown)}")
+    if len(set(m.feature_names)) != k:
+        raise fail("feature_names", "repeats a feature")
+    cols = m.u_columns
+    if not all(isinstance(i, int) and 0 <= i < N_U for i in cols):
+        raise fail("u_columns", "has an index outside U1..U41")
+    if list(cols) != sorted(set(cols)) or not cols:
+        raise fail("u_columns", "must be increasing and not empty")
+    available = np.zeros(N_U, dtype=bool)
+    available[list(cols)] = True
+    idx = [FEATURE_NAMES.index(n) for n in m.feature_names if n != WIDTH_FEATURE]
+    if not required_columns(available)[idx].all():
+        raise fail("u_columns", "lacks U columns its features need")
+
+
+_ARRAYS = (
+    "feature_mean", "feature_scale", "projection", "centres", "rbf_weights", "linear_weights",
+    "sigma_knots", "sigma_values",
+)  # fmt: skip
+
+
+def same_width(width_ms: FloatArray, w: float) -> BoolArray:
+    """Rows measured at pulse width w (ms), up to float rounding."""
+    out: BoolArray = np.abs(np.asarray(width_ms) - w) <= 1e-6 * w
+    return out
+
+
+def _pair(v: Any) -> tuple[float, float]:
+    a, b = v
+    return float(a), float(b)
+
+
+def _optional_float(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _summary_from(d: Mapping[str, Any]) -> TrainingSummary:
+    """JSON has no NaN: a measure that could not be taken is stored as null."""
+    return TrainingSummary(
+        kind=str(d["kind"]),
+        n_rows=int(d["n_rows"]),
+        n_cells=int(d["n_cells"]),
+        soh_min=float(d["soh_min"]),
+        soh_max=float(d["soh_max"]),
+        cv_mae=_optional_float(d["cv_mae"]),
+        cv_p95=_optional_float(d["cv_p95"]),
+        cv_coverage=_optional_float(d["cv_coverage"]),
+        gamma=float(d["gamma"]),
+        alpha=float(d["alpha"]),
+        n_centres=int(d["n_centres"]),
+    )

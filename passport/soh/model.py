@@ -1,0 +1,300 @@
+"""State-of-health estimator: pulse features -> SoH (fraction of rated capacity) with a calibrated
+standard deviation, per cell design, without the state of charge.
+
+Per design the model is kernel ridge regression, approximated with a fixed number of centres so
+that inference is a few matrix products per row: the engineered features (`features.py`) are
+standardised and projected onto their principal axes (exact, it only drops null directions), then
+prediction = RBF(similarity to the centres) @ w + linear terms + intercept, clipped to the SoH
+range seen in training. The RBF width and ridge penalty are chosen by grouped cross-validation
+inside the training cells (never the test cells); the out-of-fold residuals then calibrate the
+standard deviation, as a function of the estimate, so that about 90 % of unseen cells' true
+values fall within +/- 1.645 sigma.
+
+A design measured at several pulse widths has one such model across all widths (log10 width is
+an input) and, for each width with enough cells, a model of that width alone; a row is estimated
+by its width's model where inner grouped CV on the training cells preferred it, else by the
+all-widths model (also for widths not seen in training). Each row is estimated on its own.
+
+A design with only a few calibration cells borrows strength from a pooled prior: a linear model on
+per-design standardised features fitted across all other designs, towards which the new design's
+coefficients are shrunk (`SohModel.calibrate_new_design`).
+
+Rows that cannot be estimated get an error code instead of a number: a design without a model,
+required voltages missing, or inputs outside what the design's model saw in training.
+
+The model file is JSON (never pickle) with a format name and version; it carries each design's
+training summary and a digest of the feature definitions it was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from passport.soh._base import (
+    FEATURE_DIGEST,
+    KIND_KERNEL,
+    KIND_PRIOR,
+    Z90,
+    FitSettings,
+    FloatArray,
+    SohModelError,
+    StrArray,
+    _DesignRows,
+    _split,
+    group_kfold,
+)
+from passport.soh._infer import compile_design, predict_rows
+from passport.soh._kernel import _fit_kernel_widths
+from passport.soh._params import DesignModel, PooledPrior, TrainingSummary
+from passport.soh._prior import _calibrate, _pooled_prior_from, fit_pooled_prior
+from passport.soh.features import N_U
+
+__all__ = [
+    "ERR_MISSING",
+    "ERR_NO_MODEL",
+    "ERR_OUT_OF_RANGE",
+    "FEATURE_DIGEST",
+    "KIND_KERNEL",
+    "KIND_PRIOR",
+    "MODEL_FORMAT",
+    "MODEL_VERSION",
+    "Z90",
+    "DesignModel",
+    "FitSettings",
+    "PooledPrior",
+    "SohModel",
+    "SohModelError",
+    "TrainingSummary",
+    "fit_pooled_prior",
+    "group_kfold",
+]
+
+MODEL_FORMAT = "battery-passport/soh-model"
+MODEL_VERSION = 2
+
+ERR_NO_MODEL = "no-model"  # the design has no model
+ERR_MISSING = "missing-features"  # a required U column, the rating or the pulse width is absent
+ERR_OUT_OF_RANGE = "out-of-range"  # voltages, width or rating outside the design's training
+
+_CODES = np.array(["", ERR_OUT_OF_RANGE, ERR_MISSING, ERR_NO_MODEL], dtype=object)
+
+
+def _best_model(
+    name: str,
+    rows: _DesignRows,
+    prior: PooledPrior | None,
+    settings: FitSettings,
+    strength: float | None,
+) -> DesignModel:
+    """The kernel model (enough cells) or the prior-shrunk linear one (few cells), or both and
+    the one with the lower out-of-fold MAE in grouped CV on the design's own cells."""
+    n_cells = len(np.unique(rows.groups))
+    candidates: list[DesignModel] = []
+    if n_cells >= settings.min_cells or (prior is None and n_cells >= 3):
+        candidates.append(
+            _fit_kernel_widths(
+                name, rows.U, rows.rated_ah, rows.width_ms, rows.soh, rows.groups, settings
+            )
+        )
+    if prior is not None and (n_cells < settings.compare_below or strength is not None):
+        candidates.append(_calibrate(name, rows, prior, settings, strength))
+    if not candidates:
+        raise SohModelError(
+            f"design {name!r}: {n_cells} cells; at least 3 are needed "
+            "(or a pooled prior from other designs)"
+        )
+    scores = [c.summary.cv_mae if math.isfinite(c.summary.cv_mae) else math.inf for c in candidates]
+    return candidates[int(np.argmin(scores))]
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+
+class SohModel:
+    """Per-design SoH estimators plus the pooled prior for designs with few cells."""
+
+    def __init__(
+        self,
+        models: Mapping[str, DesignModel],
+        prior: PooledPrior | None = None,
+        settings: FitSettings = FitSettings(),
+    ) -> None:
+        self.models: dict[str, DesignModel] = dict(sorted(models.items()))
+        self.prior = prior
+        self.settings = settings
+        self._compiled = {
+            name: compile_design(m, settings.rating_tolerance) for name, m in self.models.items()
+        }
+
+    @property
+    def designs(self) -> list[str]:
+        return list(self.models)
+
+    # -- training ---------------------------------------------------------------------------
+
+    @classmethod
+    def fit(
+        cls,
+        design: npt.ArrayLike,
+        U: FloatArray,
+        rated_ah: FloatArray,
+        width_ms: FloatArray,
+        soh: FloatArray,
+        groups: npt.ArrayLike,
+        *,
+        settings: FitSettings = FitSettings(),
+    ) -> SohModel:
+        """Train one model per design from reference cells with measured SoH (fractions).
+        `groups` are physical cell ids: every internal CV splits by them. A design with fewer
+        than `settings.compare_below` cells also gets a prior-shrunk model (the prior pooled
+        from the other designs) and keeps whichever does better in grouped CV; below
+        `settings.min_cells` cells only the prior-shrunk one is fitted."""
+        by_design = _split(design, U, rated_ah, width_ms, soh, groups)
+        if not by_design:
+            raise SohModelError("no usable training rows")
+        n_cells = {name: len(np.unique(rows.groups)) for name, rows in by_design.items()}
+        rich = sorted(name for name, n in n_cells.items() if n >= settings.min_cells)
+        prior = None
+        if len(rich) >= 2:
+            prior = _pooled_prior_from({k: by_design[k] for k in rich}, settings)
+        models: dict[str, DesignModel] = {}
+        for name, rows in by_design.items():
+            own_prior = None  # a prior that never saw this design, for an honest comparison
+            others = [k for k in rich if k != name]
+            if n_cells[name] < settings.compare_below and len(others) >= 2:
+                own_prior = (
+                    prior
+                    if name not in rich
+                    else _pooled_prior_from({k: by_design[k] for k in others}, settings)
+                )
+            models[name] = _best_model(name, rows, own_prior, settings, None)
+        return cls(models, prior, settings)
+
+    def calibrate_new_design(
+        self,
+        design: str,
+        U: FloatArray,
+        rated_ah: FloatArray,
+        width_ms: FloatArray,
+        soh: FloatArray,
+        groups: npt.ArrayLike,
+        *,
+        strength: float | None = None,
+    ) -> SohModel:
+        """A copy of this model with `design` calibrated from a few cells through the pooled
+        prior: its coefficients shrink towards the pooled ones (strength picked by grouped CV
+        from 3 cells on, else 1). From `settings.min_cells` cells on a kernel model is fitted
+        too and whichever does better in grouped CV is kept. Replaces a model of that name."""
+        if self.prior is None:
+            raise SohModelError("this model has no pooled prior (it was fitted on one design)")
+        n = len(np.asarray(soh))
+        by_design = _split(np.full(n, design), U, rated_ah, width_ms, soh, groups)
+        if design not in by_design:
+            raise SohModelError(f"design {design!r}: no usable calibration rows")
+        model = _best_model(design, by_design[design], self.prior, self.settings, strength)
+        return SohModel({**self.models, design: model}, self.prior, self.settings)
+
+    # -- inference --------------------------------------------------------------------------
+
+    def predict(
+        self,
+        design: npt.ArrayLike,
+        U: FloatArray,
+        rated_ah: FloatArray,
+        width_ms: FloatArray,
+    ) -> tuple[FloatArray, FloatArray, StrArray]:
+        """(soh, sigma, error) per row; soh and sigma are fractions, NaN where error != ""."""
+        U = np.asarray(U, dtype=np.float64)
+        design_a = np.asarray(design)
+        n = len(design_a)
+        if U.shape != (n, N_U):
+            raise ValueError(f"U must have shape ({n}, {N_U}), not {U.shape}")
+        rated = np.broadcast_to(np.asarray(rated_ah, dtype=np.float64), (n,))
+        width = np.broadcast_to(np.asarray(width_ms, dtype=np.float64), (n,))
+        soh, sigma, code = predict_rows(self._compiled, design_a, U, rated, width)
+        return soh, sigma, _CODES[code]
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": MODEL_FORMAT,
+            "version": MODEL_VERSION,
+            "feature_digest": FEATURE_DIGEST,
+            "settings": _settings_dict(self.settings),
+            "designs": {name: m.to_dict() for name, m in self.models.items()},
+            "prior": None if self.prior is None else self.prior.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SohModel:
+        """Raises SohModelError (a ValueError) for anything but a model this code can run."""
+        if not isinstance(d, Mapping):
+            raise SohModelError("not a SoH model: not a JSON object")
+        if d.get("format") != MODEL_FORMAT:
+            raise SohModelError(
+                f"not a SoH model: format {d.get('format')!r}, expected {MODEL_FORMAT!r}"
+            )
+        if d.get("version") != MODEL_VERSION:
+            raise SohModelError(
+                f"SoH model version {d.get('version')!r} is not supported "
+                f"(this software reads version {MODEL_VERSION})"
+            )
+        if d.get("feature_digest") != FEATURE_DIGEST:
+            raise SohModelError("SoH model was trained with different feature definitions")
+        try:
+            raw: dict[str, Any] = dict(d["settings"])
+            kwargs: dict[str, Any] = {
+                k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()
+            }
+            settings = FitSettings(**kwargs)
+            designs = dict(d["designs"])
+            tolerance = float(settings.rating_tolerance)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SohModelError(f"bad SoH model: settings or designs: {exc!r}") from None
+        if not (math.isfinite(tolerance) and 0.0 <= tolerance < 1.0):
+            raise SohModelError("bad SoH model: settings: rating_tolerance must be in [0, 1)")
+        models = {str(k): DesignModel.from_dict(v) for k, v in designs.items()}
+        for k, m in models.items():
+            if m.design != k:
+                raise SohModelError(f"bad SoH model: entry {k!r} holds design {m.design!r}")
+        prior = None if d.get("prior") is None else PooledPrior.from_dict(d["prior"])
+        return cls(models, prior, settings)
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The model as JSON text; also written to `path` (atomically: a temporary file in the
+        same directory, then a rename) when one is given."""
+        text = json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
+        if path is not None:
+            tmp = f"{os.fspath(path)}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        return text
+
+    @classmethod
+    def from_json(cls, source: str | os.PathLike[str]) -> SohModel:
+        """From JSON text (a str starting with "{") or from a file path."""
+        if isinstance(source, str) and source.lstrip().startswith("{"):
+            text, label = source, "model"
+        else:
+            with open(source, encoding="utf-8") as fh:
+                text, label = fh.read(), os.fspath(source)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SohModelError(f"{label}: not JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+def _settings_dict(s: FitSettings) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()}

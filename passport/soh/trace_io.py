@@ -1,0 +1,153 @@
+"""Long-format trace files in (cell_id, t_s, current_a, voltage_v; optional design), whole cells
+at a time, for the vectorised extractor in `traces`."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO
+
+import numpy as np
+import numpy.typing as npt
+
+from passport.errors import InputError
+from passport.soh.io import (
+    ERR_BAD_ROW,
+    MAX_FIELD,
+    FloatArray,
+    _number,
+    _rows,
+    _utf8_error,
+    closing,
+    open_text,
+)
+
+TRACE_REQUIRED = ("cell_id", "t_s", "current_a", "voltage_v")
+TRACE_CHUNK_SAMPLES = 1_000_000
+ERR_NOT_MONOTONIC = "time-goes-backwards"
+
+
+@dataclass(frozen=True, slots=True)
+class TraceChunk:
+    """Whole cells of a long-format trace file: samples as arrays, cells as lists."""
+
+    cell_id: list[str]  # one per cell, in order of appearance
+    design: list[str]  # "" when the file has no design column
+    line: list[int]  # line of each cell's first sample
+    error: list[str]  # "" or why the cell's samples are unusable
+    code: npt.NDArray[np.int64]  # per sample: index into cell_id
+    t: FloatArray
+    current: FloatArray
+    voltage: FloatArray
+
+
+def is_trace_header(header: Sequence[str]) -> bool:
+    names = {h.strip() for h in header}
+    return set(TRACE_REQUIRED) <= names and "U1" not in names
+
+
+def sniff_header(path: str | os.PathLike[str]) -> list[str]:
+    """The first row of a CSV file (to tell a trace file from a feature table)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            return next(csv.reader(handle), [])
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise InputError(f"cannot read: {reason}", source=str(path)) from None
+
+
+def read_trace_csv(
+    source: str | os.PathLike[str],
+    *,
+    chunk_samples: int = TRACE_CHUNK_SAMPLES,
+) -> Iterator[TraceChunk]:
+    """Yield whole cells, about `chunk_samples` samples at a time. A cell's samples must be
+    contiguous: a cell id seen again after another cell is an `InputError` naming the line."""
+    label = str(source)
+    handle = open_text(source, label)
+    return closing(handle, _trace_chunks(handle, label, chunk_samples))
+
+
+class _TraceBuilder:
+    def __init__(self) -> None:
+        self.cells: list[str] = []
+        self.designs: list[str] = []
+        self.lines: list[int] = []
+        self.errors: list[str] = []
+        self.code: list[int] = []
+        self.values: list[tuple[float, float, float]] = []
+
+    def build(self) -> TraceChunk:
+        data = np.asarray(self.values, dtype=np.float64).reshape(-1, 3)
+        code = np.asarray(self.code, dtype=np.int64)
+        errors = list(self.errors)
+        # time must not go backwards within a cell
+        back = np.flatnonzero((np.diff(data[:, 0]) < 0) & (code[1:] == code[:-1]))
+        for c in np.unique(code[back + 1]):
+            if not errors[c]:
+                errors[c] = ERR_NOT_MONOTONIC
+        return TraceChunk(
+            self.cells, self.designs, self.lines, errors,
+            code, data[:, 0].copy(), data[:, 1].copy(), data[:, 2].copy(),
+        )  # fmt: skip
+
+
+def _trace_chunks(handle: IO[str], label: str, chunk_samples: int) -> Iterator[TraceChunk]:
+    reader = csv.reader(handle)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise InputError("empty file (no header)", source=label) from None
+    except csv.Error as exc:
+        raise InputError(f"not a CSV table: {exc}", source=label) from None
+    except UnicodeDecodeError:
+        raise _utf8_error(handle, label, 0) from None
+    index = {name: i for i, name in enumerate(header)}
+    missing = [c for c in TRACE_REQUIRED if c not in index]
+    if missing:
+        raise InputError(f"missing trace columns: {', '.join(missing)}", source=label)
+    i_cell, i_t, i_i, i_v = (index[c] for c in TRACE_REQUIRED)
+    i_design = index.get("design")
+    seen: set[str] = set()
+    chunk = _TraceBuilder()
+    current_cell: str | None = None
+    width = len(header)
+    try:
+        for start, row in _rows(reader):
+            cell_id = row[i_cell].strip()[:MAX_FIELD] if i_cell < len(row) else ""
+            if cell_id != current_cell:
+                if cell_id in seen:
+                    raise InputError(
+                        f"line {start}: samples of cell {cell_id!r} are not "
+                        "contiguous (sort the file by cell_id, then t_s)",
+                        source=label,
+                    )
+                if len(chunk.values) >= chunk_samples:
+                    yield chunk.build()
+                    chunk = _TraceBuilder()
+                seen.add(cell_id)
+                current_cell = cell_id
+                chunk.cells.append(cell_id)
+                design = row[i_design] if i_design is not None and i_design < len(row) else ""
+                chunk.designs.append(design.strip()[:MAX_FIELD])
+                chunk.lines.append(start)
+                chunk.errors.append("")
+            try:
+                if len(row) < width:
+                    raise ValueError("short row")
+                sample = (_number(row[i_t]), _number(row[i_i]), _number(row[i_v]))
+                if sample[0] != sample[0] or sample[2] != sample[2] or sample[1] != sample[1]:
+                    raise ValueError("empty")
+            except (ValueError, IndexError):
+                chunk.errors[-1] = chunk.errors[-1] or ERR_BAD_ROW
+                continue
+            chunk.code.append(len(chunk.cells) - 1)
+            chunk.values.append(sample)
+    except csv.Error as exc:
+        raise InputError(f"line {reader.line_num}: not a CSV row: {exc}", source=label) from None
+    except UnicodeDecodeError:
+        raise _utf8_error(handle, label, reader.line_num) from None
+    if chunk.cells:
+        yield chunk.build()
