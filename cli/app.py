@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import audit, ca, keys, registry
+from cli import audit, ca, keys, registry, soh
 from cli.append import append
 from cli.challenge import challenge, respond
 from cli.demo import demo
@@ -24,6 +24,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(ca.app, name="ca")
 app.add_typer(registry.app, name="registry")
 app.add_typer(audit.app, name="audit")
+app.add_typer(soh.app, name="soh")
 app.command("issue")(issue)
 app.command("append")(append)
 app.command("show")(show)

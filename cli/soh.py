@@ -1,0 +1,135 @@
+"""`passport soh`: state of health from a pulse test, for the intake line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli._common import emit_json, err, handle_errors, progress_bar
+from passport.errors import InputError
+from passport.soh import Ageing, estimate_csv, fit_csv, load_model, model_summary, save_model
+from passport.soh.check import DEFAULT_THRESHOLD
+
+app = typer.Typer(
+    help="State of health (capacity / rated capacity) from a seconds-long pulse test, with a "
+    "calibrated uncertainty, resistance and a check of what the passport claims.\n\n"
+    "Input tables have the columns design, rated_ah, pulse_width_ms, cell_id and the "
+    "turning-point voltages U1..U41 (see README: 'State of health'); the state of charge is "
+    "not needed. Raw traces in the long format cell_id, t_s, current_a, voltage_v are "
+    "accepted too.",
+    no_args_is_help=True,
+)
+
+Json = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
+
+
+@app.command("fit")
+@handle_errors
+def fit(
+    train: Annotated[
+        Path,
+        typer.Argument(
+            metavar="TRAIN.csv", help="Reference table with a measured 'soh' column (fraction)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (JSON).")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing model.")] = False,
+    json_out: Json = False,
+) -> None:
+    """Train one model file covering every design in TRAIN.
+
+    Each design gets its own model; a design with few reference cells borrows strength from
+    the others (pooled prior). The file records a training summary per design.
+    """
+    if out.exists() and not force:
+        raise InputError("already exists (use --force to overwrite)", source=str(out))
+    err.print(f"training on {train} ...", markup=False)
+    model = fit_csv(train)
+    save_model(model, out)
+    summary = model_summary(model)
+    if json_out:
+        emit_json({"model": str(out), "designs": summary})
+    for design, info in summary.items():
+        err.print(
+            f"  {design}: {info['cells']} cells, {info['rows']} rows ({info['kind']}); "
+            f"cross-validated MAE {info['cv_mae_points']} points, "
+            f"90 % coverage {info['cv_coverage_90']}",
+            markup=False,
+        )
+    err.print(f"wrote {out} ({len(summary)} designs)", markup=False)
+
+
+@app.command("estimate")
+@handle_errors
+def estimate(
+    input_csv: Annotated[
+        Path, typer.Argument(metavar="INPUT.csv", help="Pulse features or raw traces (CSV).")
+    ],
+    model_path: Annotated[
+        Path,
+        typer.Option("--model", "-m", help="Model file from 'passport soh fit'."),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output CSV (default: stdout)."),
+    ] = None,
+    design: Annotated[
+        str | None,
+        typer.Option(help="Design of trace files that have no 'design' column."),
+    ] = None,
+    threshold: Annotated[
+        float,
+        typer.Option(help="Flag a passport claim when it exceeds the measurement by this z."),
+    ] = DEFAULT_THRESHOLD,
+    json_out: Json = False,
+) -> None:
+    """Estimate SoH for every row of INPUT, in input order, with its standard deviation.
+
+    Output columns: line, cell_id, design, soh, soh_sigma (fractions), resistance_mohm, error
+    (empty when fine; otherwise no-model, missing-features, out-of-range, bad-row, ...). Input
+    columns claimed_soh, claimed_soh_sigma, fec_since, days_since and initial_resistance_uohm
+    add the passport check: resistance_growth, claim_z, claim_flagged, posterior_soh,
+    posterior_sigma. Streams in chunks: any input size, bounded memory.
+    """
+    if threshold <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--threshold")
+    model = load_model(model_path)
+    if out is not None and out.resolve() == input_csv.resolve():
+        raise InputError("--out would overwrite the input", source=str(out))
+    total = _count_lines(input_csv)
+    with progress_bar("estimating", total) as advance:
+        summary = estimate_csv(
+            model, input_csv, out, design=design, ageing=Ageing(), threshold=threshold,
+            on_progress=advance,
+        )  # fmt: skip
+    data = summary.to_dict()
+    if json_out:
+        if out is None:
+            err.print("[yellow]--json ignored: the estimates are on stdout[/]")
+        else:
+            emit_json({"output": str(out), **data})
+    errors = ", ".join(f"{k} {v}" for k, v in data["errors"].items())  # type: ignore[attr-defined]
+    err.print(
+        f"{summary.rows} rows: {summary.estimated} estimated"
+        + (f", {summary.flagged} claims flagged" if summary.flagged else "")
+        + (f"; errors: {errors}" if errors else "")
+        + (f" -> {out}" if out is not None else ""),
+        markup=False,
+    )
+
+
+def _count_lines(path: Path) -> int:
+    """Rows for the progress bar; only on a terminal, and cheap (a byte count of newlines)."""
+    if not err.is_terminal:
+        return 0
+    try:
+        size = os.path.getsize(path)
+        if size > 2 * 1024**3:
+            return 0
+        with open(path, "rb") as fh:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b"")) - 1
+    except OSError:
+        return 0
