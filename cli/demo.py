@@ -24,7 +24,9 @@ def demo(
     """Run the end-to-end job on a small batch and check it behaves.
 
     Issues a batch, writes years of cell history (small tags evict behind checkpoints), tampers
-    with one tag, and verifies them all: the tampered one must fail, the rest must pass.
+    with one tag, and verifies them all: the tampered one must fail, the rest must pass. Then
+    ingests them into a registry, and estimates every cell's state of health from a simulated
+    pulse test, checking it against what the passport claims.
     """
     with progress_bar("writing histories", cells) as advance:
         report = run_demo(out, cells=cells, years=years, progress=advance)
@@ -39,7 +41,9 @@ def demo(
                 "verified_ok": report.verified_ok,
                 "failed": report.failed,
                 "tampered": report.tampered,
+                "optimistic_bms": report.optimistic,
                 "registry": asdict(report.registry) if report.registry else None,
+                "soh": asdict(report.soh) if report.soh else None,
                 "as_expected": report.as_expected,
                 "seconds": round(report.seconds, 2),
             }
@@ -62,6 +66,16 @@ def demo(
             f"journal(s); audit one record offline with: passport audit receipt "
             f"{report.out_dir}/record.cose {report.out_dir}/receipt.cose "
             f"--log-key {report.out_dir}/log.pub.pem",
+            markup=False,
+        )
+    if report.soh is not None:
+        soh = report.soh
+        flagged = ", ".join(soh.flagged) if soh.flagged else "none"
+        err.print(
+            f"state of health: {soh.estimated} cells estimated from a pulse test (MAE "
+            f"{soh.mae_points} points against their true SoH), passport claims flagged: "
+            f"{flagged} (the cell whose BMS under-reports its fade: "
+            f"{report.optimistic or 'none in this batch'}); see {soh.estimates}",
             markup=False,
         )
     err.print(

@@ -7,10 +7,16 @@ It leaves, under the output directory:
 - `images/`: one tag image per cell (and `<id>.cell.pem`, the virtual cell's key), whose
   history was written by the cell (quarterly telemetry), an accredited tester (yearly SoH
   measurements) and, for some, a recycler (intake);
-- one image tampered on purpose (a raised SoH in an otherwise well-formed record).
+- one image tampered on purpose (a raised SoH in an otherwise well-formed record), and one
+  cell whose BMS under-reports its fade (signed and chained correctly, but wrong: the pulse
+  test at intake flags its claim);
 
 - `passport.db`: the registry (SQLite) holding every record that verified, its log, and
   `log.pub.pem`, `record.cose`, `receipt.cose` for an offline audit of one record;
+- `soh/`: the state-of-health step: `reference.csv` (pulse tests of reference cells with
+  measured capacity, simulated by an equivalent-circuit model per design), `model.json` fitted
+  on them, `intake.csv` (each cell's pulse test plus what its verified passport claims) and
+  `estimates.csv` (SoH, sigma, resistance growth and the passport check per cell);
 
 so that anyone can run `passport verify --trust DIR/trust DIR/images/`. It uses the same library
 calls as the CLI commands. Later issues grow it into the full recycler intake.
@@ -29,14 +35,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cbor2
+import numpy as np
 
 from passport import cbor, issuance, writer
 from passport._fileio import write_atomic
 from passport.chain import check_image
 from passport.image import PROFILES, Image
-from passport.records import Entry, Event, Kind, SignedRecord, SohMethod, Values
+from passport.records import Birth, Entry, Event, Kind, SignedRecord, SohMethod, Values
 from passport.records.codec import encode_body
 from passport.registry import Registry, read_sources
+from passport.soh import estimate_csv, fit_csv, save_model
+from passport.soh.io import CLAIM_COLUMNS
+from passport.soh.synthetic import Rows, aged_cells, pulse_rows, pulse_table_csv
 from passport.trust import keys
 from passport.trust.bundle import TrustBundle
 from passport.trust.ca import CertificateAuthority
@@ -62,6 +72,15 @@ class DemoRegistry:
     alerts: int
 
 
+@dataclass(frozen=True, slots=True)
+class DemoSoh:
+    model: str
+    estimates: str
+    estimated: int
+    mae_points: float  # against the demo cells' true SoH
+    flagged: list[str]  # cells whose passport claim the measurement contradicts
+
+
 @dataclass(slots=True)
 class DemoReport:
     out_dir: str
@@ -71,9 +90,11 @@ class DemoReport:
     verified_ok: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     tampered: str = ""
+    optimistic: str = ""  # the cell whose BMS overstates its SoH (signed, but wrong)
     seconds: float = 0.0
     profiles: dict[str, int] = field(default_factory=dict)
     registry: DemoRegistry | None = None
+    soh: DemoSoh | None = None
 
     @property
     def as_expected(self) -> bool:
@@ -82,6 +103,9 @@ class DemoReport:
             and self.verified_ok == self.cells - 1
             and self.registry is not None
             and self.registry.rejected_tags == [self.tampered]
+            and self.soh is not None
+            and self.soh.estimated == self.cells
+            and (not self.optimistic or self.optimistic in self.soh.flagged)
         )
 
 
@@ -165,6 +189,11 @@ def run_demo(
         report.entries[signer] = report.entries.get(signer, 0) + 1
         report.evicted += len(result.evicted)
 
+    truth: list[float] = []
+    # One cell's BMS under-reports its fade (a third of the real loss) and it never went to a
+    # laboratory: every record is signed and the chain holds, only a measurement can tell.
+    victim_index = len(images) // 2
+    optimistic = next((i for i in range(len(images)) if i % 6 == 5 and i != victim_index), None)
     for index, path in enumerate(images):
         fade = DESIGNS[index % len(DESIGNS)][8]
         rated_ah = float(DESIGNS[index % len(DESIGNS)][2])
@@ -181,13 +210,14 @@ def run_demo(
             true_soh = 100.0 - fade * fec / 1000 - (1.5 if abused else 0.0) * quarter / 4
             at = start + quarter * 88 * 86400  # leaves the last weeks for tests and intake
             event = (Event.THERMAL_EVENT,) if abused and quarter == 6 else ()
+            told = 100 - (100 - true_soh) / 3 if index == optimistic else true_soh
             write(path, Kind.TELEMETRY, at, Values(
                 fec_deci=round(fec * 10), ah_deci=round(ah * 10), wh=round(ah * 3.6),
-                soh_capacity_cpct=round((true_soh + rng.gauss(0, 0.3)) * 100),
+                soh_capacity_cpct=round((told + rng.gauss(0, 0.3)) * 100),
                 soh_method=SohMethod.BMS_ESTIMATE, soh_sigma_cpct=BMS_SIGMA_CPCT,
                 minutes_hot=hot, deep_discharges=deep, events=event,
             ), "cell", cell_key)  # fmt: skip
-            if quarter % 4 == 0:  # the yearly laboratory capacity test
+            if quarter % 4 == 0 and index != optimistic:  # the yearly laboratory test
                 write(path, Kind.MEASUREMENT, at + 7 * 86400, Values(
                     soh_capacity_cpct=round((true_soh + rng.gauss(0, 0.2)) * 100),
                     soh_method=SohMethod.CAPACITY_TEST, soh_sigma_cpct=LAB_SIGMA_CPCT,
@@ -197,14 +227,16 @@ def run_demo(
                 soh_capacity_cpct=round((true_soh + rng.gauss(0, 0.4)) * 100),
                 soh_method=SohMethod.PULSE_TEST, soh_sigma_cpct=LAB_SIGMA_CPCT * 2,
             ), "recycler", cell_key)  # fmt: skip
+        truth.append(true_soh / 100)
         if progress is not None:
             progress(1)
 
     # A counterfeiter raises one cell's state of health by 8 points on its tag, keeping the
     # record well-formed: only the signature can tell.
-    victim = images[len(images) // 2]
+    victim = images[victim_index]
     write_atomic(victim, _overstate_soh(writer.read_image(victim), 800), overwrite=True)
     report.tampered = str(victim)
+    report.optimistic = "" if optimistic is None else images[optimistic].stem
 
     bundle = TrustBundle.load(out / "trust")
     for path in images:
@@ -215,6 +247,7 @@ def run_demo(
             first = result.findings[0]
             report.failed[str(path)] = f"record {first.index}: {first.message} [{first.rule}]"
     report.registry = _registry(out, bundle, images)
+    report.soh = _soh(out, images, truth, set(report.failed), now, seed)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -242,3 +275,85 @@ def _registry(out: Path, bundle: TrustBundle, images: list[Path]) -> DemoRegistr
         rejected_journals=sorted(n for n in summary.rejected if not n.endswith(".t5t")),
         alerts=len(summary.alerts),
     )
+
+
+def _soh(
+    out: Path, images: list[Path], truth: list[float], failed: set[str], now: int, seed: int
+) -> DemoSoh:
+    """Fit a model on simulated reference cells of each design, pulse-test the demo cells and
+    check each verified passport's last SoH claim against the measurement."""
+    rng = np.random.default_rng(seed)
+    folder = out / "soh"
+    tables: list[str] = []
+    for model_name, _, rated_text, *_rest, mohm, _life, _fade in DESIGNS:
+        rated = float(rated_text)
+        soh = rng.uniform(0.6, 1.02, 60)
+        rows = pulse_rows(aged_cells(soh, rated, rng, r0_new=float(mohm) / 1000), rated)
+        ids = [f"{model_name}-ref-{i:02d}" for i in range(len(soh))]
+        text = pulse_table_csv([str(model_name)] * len(ids), ids, rows, soh=soh)
+        tables.append(text if not tables else text.split("\n", 1)[1])  # one header
+    reference = folder / "reference.csv"
+    write_atomic(reference, "".join(tables).encode())
+    model = fit_csv(reference)
+    save_model(model, folder / "model.json")
+
+    names: list[str] = []
+    claims: dict[str, list[object]] = {c: [] for c in CLAIM_COLUMNS}
+    U: list[np.ndarray] = []
+    rated_ah: list[float] = []
+    width_ms: list[float] = []
+    design: list[str] = []
+    for path, true in zip(images, truth, strict=True):
+        image = writer.read_image(path)
+        birth = image.birth.body
+        assert isinstance(birth, Birth)
+        rated = birth.rated_capacity_mah / 1000
+        rows = pulse_rows(
+            aged_cells(np.array([true]), rated, rng, r0_new=birth.initial_resistance_uohm * 1e-6),
+            rated,
+        )
+        U.append(rows.U[0])
+        rated_ah.append(rows.rated_ah[0])
+        width_ms.append(rows.width_ms[0])
+        design.append(birth.model)
+        names.append(path.stem)
+        claim = _last_claim(image, now) if str(path) not in failed else None
+        for column in CLAIM_COLUMNS:
+            claims[column].append(None if claim is None else claim.get(column))
+        claims["initial_resistance_uohm"][-1] = birth.initial_resistance_uohm
+    intake = folder / "intake.csv"
+    table = Rows(np.array(U), np.array(rated_ah), np.array(width_ms))
+    write_atomic(intake, pulse_table_csv(design, names, table, extra=claims).encode())
+    estimates = folder / "estimates.csv"
+    summary = estimate_csv(model, intake, estimates)
+    with open(estimates, newline="", encoding="utf-8") as fh:
+        result = list(csv.DictReader(fh))
+    errors = [abs(float(r["soh"]) - t) for r, t in zip(result, truth, strict=True) if r["soh"]]
+    return DemoSoh(
+        model=str(folder / "model.json"),
+        estimates=str(estimates),
+        estimated=summary.estimated,
+        mae_points=round(100 * float(np.mean(errors)), 2) if errors else float("nan"),
+        flagged=[r["cell_id"] for r in result if r.get("claim_flagged") == "1"],
+    )
+
+
+def _last_claim(image: Image, now: int) -> dict[str, object] | None:
+    """The last signed SoH in a verified image, with cycles and days since it was signed."""
+    fec_now = fec_then = None
+    claim: dict[str, object] | None = None
+    for record in image.entries:
+        values = record.body.values  # type: ignore[union-attr]
+        if values.fec_deci is not None:
+            fec_now = values.fec_deci / 10
+        if values.soh_capacity_cpct is not None:
+            fec_then = fec_now
+            sigma = values.soh_sigma_cpct
+            claim = {
+                "claimed_soh": values.soh_capacity_cpct / 10_000,
+                "claimed_soh_sigma": "" if sigma is None else sigma / 10_000,
+                "days_since": round((now - record.body.time) / 86400, 2),  # type: ignore[union-attr]
+            }
+    if claim is not None and fec_now is not None and fec_then is not None:
+        claim["fec_since"] = round(fec_now - fec_then, 1)
+    return claim

@@ -1510,7 +1510,20 @@ def test_script_demo(tmp_path: Path) -> None:
     assert list(report["failed"]) == [report["tampered"]]
     assert set(report["entries_by_signer"]) == {"cell", "tester", "recycler"}
     assert report["entries_by_signer"]["cell"] == 6 * 2 * 4  # quarterly, two years
-    assert report["entries_by_signer"]["tester"] == 6 * 2  # yearly
+    # yearly, except for the cell whose BMS under-reports its fade: it never saw a laboratory
+    optimistic = report["optimistic_bms"]
+    assert optimistic
+    assert optimistic not in report["tampered"]
+    assert report["entries_by_signer"]["tester"] == 5 * 2
+    # the pulse test at intake flags that cell's signed but overstated claim, and only it
+    soh = report["soh"]
+    assert soh["estimated"] == 6
+    assert soh["flagged"] == [optimistic]
+    assert soh["mae_points"] < 3
+    with open(soh["estimates"], newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["claim_flagged"] for r in rows].count("1") == 1
+    assert all(r["error"] == "" and 0.5 < float(r["soh"]) < 1.1 for r in rows)
     assert "demo as expected" in proc.stderr
     assert Path("d/trust/roots").is_dir()
     images = sorted(Path("d/images").glob("*.t5t"))
