@@ -65,6 +65,7 @@ from passport.receipts import ReceiptBook, verify_receipt
 from passport.records import Checkpoint, Entry, Kind, SignedRecord, Values
 from passport.registry import Registry, RegistryCheck, Source, models
 from passport.registry.db import resolve_url
+from passport.registry.ingest import Verifier
 from passport.registry.models import record_t
 from passport.trust.bundle import TrustBundle
 from passport.trust.roles import Role
@@ -947,3 +948,61 @@ def test_parallel_verification_stores_the_same_log_as_one_process(
     assert rules_of(summary.rejected["bad.t5t"]) == rules_of(reference.rejected["bad.t5t"])
     assert stored(parallel) == stored(serial)
     assert parallel.info()["root"] == serial.info()["root"]
+
+
+# --------------------------------------------------------------------------------------------
+# What the intake asks the registry
+
+
+def test_alerts_for_reach_both_passports_of_a_duplicate_serial(db_url: str) -> None:
+    """The clone alert sits on the birth the registry saw second; both passports hear of it,
+    an unrelated one does not."""
+    battery = "https://id.gs1.org/01/09506000134352/21/DUP"
+    first = new_passport(41, battery_id=battery)
+    second = new_passport(42, battery_id=battery)
+    other = new_passport(43)
+    registry = open_registry(db_url)
+    registry.ingest([image_source(Image.create(p.birth), f"{i}.t5t")
+                     for i, p in enumerate((first, second, other))], now=NOW)  # fmt: skip
+    found = registry.alerts_for([first.birth.digest, second.birth.digest, other.birth.digest])
+    assert set(found) == {first.birth.digest, second.birth.digest}
+    assert [a["kind"] for a in found[first.birth.digest]] == ["clone"]
+    assert found[first.birth.digest] == found[second.birth.digest]
+
+
+def test_entries_after_lists_what_the_registry_holds_beyond_a_tag(db_url: str) -> None:
+    history = lifecycle(44, telemetry=5, profile=BIG_TAG, measured_after=None)
+    registry = open_registry(db_url)
+    registry.ingest([image_source(history.image)], now=NOW)
+    later = registry.entries_after(history.passport.birth.digest, 2)
+    assert [r.digest for r in later] == [r.digest for r in history.entries[2:]]
+    assert registry.entries_after(history.passport.birth.digest, 5) == []
+    assert registry.entries_after(b"\0" * 32, 0) == []
+
+
+def test_reingesting_stored_sources_skips_verification(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tags and journals whose every record is stored add nothing: counted as duplicates
+    without a second verification; a tag with one new entry is still verified."""
+    history = lifecycle(45, telemetry=6)
+    sources = [image_source(history.image), journal_source(history.evicted)]
+    registry = open_registry(db_url)
+    registry.ingest(sources, now=NOW)
+
+    def refuse(*_args: object, **_kwargs: object) -> list[SignedRecord]:
+        raise AssertionError("verified a source whose records are all stored")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Verifier, "image", refuse)
+        patch.setattr(Verifier, "journal", refuse)
+        again = registry.ingest(sources, now=NOW)
+    assert (again.stored, again.duplicates) == (0, len(history.image.records)
+                                                + len(history.evicted))  # fmt: skip
+    new = measurement(history.image)
+    grown = history.image.append(new, cell_key=history.passport.cell)[0]
+    held = set(stored(registry))
+    more = registry.ingest([image_source(grown)], now=NOW)
+    assert more.rejected == {}
+    assert more.stored == len({r.digest for r in grown.records} - held) >= 1
+    assert new.digest in stored(registry)

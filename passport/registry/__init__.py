@@ -190,12 +190,22 @@ class Registry:
         accepted: list[SignedRecord] = []
         pending: dict[bytes, SignedRecord] = {}
         alerts_before = len(summary.alerts)
+        skipped = 0
         try:
             with self._guard("ingest"):
+                known = self._known(chunk)
                 for source in chunk:
+                    held = source.image.records if source.image is not None else source.records
+                    if held and all(r.digest in known for r in held):
+                        # Stored already, so verified and cross-checked when it came: a
+                        # re-ingest adds nothing (and costs no second verification).
+                        if source.image is not None and verdicts is not None:
+                            next(verdicts)
+                        skipped += len(held)
+                        continue
                     if source.image is not None:
                         findings = next(verdicts) if verdicts is not None else None
-                        records = verifier.image(source, summary, pending, findings)
+                        records = verifier.image(source, summary, pending, findings, known)
                     else:
                         records = verifier.journal(source, summary, pending)
                     accepted.extend(records)
@@ -208,8 +218,24 @@ class Registry:
         # Only a committed batch counts; its store phase adds fork and clone alerts.
         summary.alerts[alerts_before:] = batch.alerts
         summary.stored += batch.stored
-        summary.duplicates += batch.duplicates
-        summary.tree_size = batch.tree_size
+        summary.duplicates += batch.duplicates + skipped
+        summary.tree_size = batch.tree_size or summary.tree_size
+
+    def _known(self, chunk: Sequence[Source]) -> set[bytes]:
+        """Which of the chunk's records the registry already stores."""
+        digests = list({
+            r.digest for s in chunk for r in (s.image.records if s.image is not None else s.records)
+        })  # fmt: skip
+        known: set[bytes] = set()
+        with self._connect() as conn:
+            for start in range(0, len(digests), 500):
+                rows = conn.execute(
+                    select(record_t.c.digest).where(
+                        record_t.c.digest.in_(digests[start : start + 500])
+                    )
+                )
+                known.update(bytes(d) for (d,) in rows)
+        return known
 
     # ------------------------------------------------------------------ reading
 
@@ -274,6 +300,60 @@ class Registry:
              "detail": r.detail, "created_at": r.created_at.isoformat()}
             for r in rows
         ]  # fmt: skip
+
+    def alerts_for(self, birth_digests: Iterable[bytes]) -> dict[bytes, list[dict[str, Any]]]:
+        """The alerts about each of these passports (by birth record), oldest first: its own,
+        and those of any other passport with its battery id or passport id (a clone alert
+        sits on the copy the registry saw second, but it is news for both)."""
+        wanted = list(dict.fromkeys(birth_digests))
+        out: dict[bytes, list[dict[str, Any]]] = {}
+        with self._guard("reading"), self._connect() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                cells = conn.execute(
+                    select(cell_t.c.id, cell_t.c.birth_digest, cell_t.c.battery_id,
+                           cell_t.c.passport_id).where(cell_t.c.birth_digest.in_(chunk))
+                ).all()  # fmt: skip
+                batteries = {c.battery_id for c in cells}
+                passports = {c.passport_id for c in cells}
+                kin = conn.execute(
+                    select(cell_t.c.id, cell_t.c.battery_id, cell_t.c.passport_id).where(
+                        cell_t.c.battery_id.in_(batteries) | cell_t.c.passport_id.in_(passports)
+                    )
+                ).all()
+                rows = conn.execute(
+                    select(alert_t.c.id, alert_t.c.cell_id, alert_t.c.kind, alert_t.c.message)
+                    .where(alert_t.c.cell_id.in_({k.id for k in kin}))
+                    .order_by(alert_t.c.id)
+                ).all()
+                by_cell: dict[int, list[dict[str, Any]]] = {}
+                for row in rows:
+                    by_cell.setdefault(row.cell_id, []).append(
+                        {"kind": row.kind, "message": row.message}
+                    )
+                for c in cells:
+                    related = [
+                        k.id
+                        for k in kin
+                        if k.battery_id == c.battery_id or k.passport_id == c.passport_id
+                    ]
+                    found = [a for cid in sorted(related) for a in by_cell.get(cid, [])]
+                    if found:
+                        out[bytes(c.birth_digest)] = found
+        return out
+
+    def entries_after(self, birth_digest: bytes, seq: int) -> list[SignedRecord]:
+        """The history entries the registry holds for this passport beyond `seq`, by seq."""
+        with self._guard("reading"), self._connect() as conn:
+            rows = conn.execute(
+                select(record_t.c.raw)
+                .join(cell_t, cell_t.c.id == record_t.c.cell_id)
+                .where(cell_t.c.birth_digest == birth_digest)
+                .where(record_t.c.kind >= 3)
+                .where(record_t.c.seq > seq)
+                .order_by(record_t.c.seq)
+            ).all()
+        return [SignedRecord.from_bytes(bytes(raw)) for (raw,) in rows]
 
     def check_image(self, image: Image) -> RegistryCheck:
         """Compare a tag with what the registry holds: unknown, rolled back, forked, flagged."""

@@ -143,8 +143,10 @@ class Verifier:
         summary: IngestSummary,
         pending: dict[bytes, SignedRecord],
         findings: Sequence[Finding] | None = None,
+        known: frozenset[bytes] | set[bytes] = frozenset(),
     ) -> list[SignedRecord]:
-        """Accept a tag that verifies (`findings` when a worker process checked it already)."""
+        """Accept a tag that verifies (`findings` when a worker process checked it already).
+        A checkpoint in `known` (stored already) was cross-checked when it came."""
         image = source.image
         assert image is not None
         if findings is None:
@@ -152,7 +154,7 @@ class Verifier:
         if findings:
             summary.reject(source.name, findings)
             return []
-        if image.checkpoint is not None:
+        if image.checkpoint is not None and image.checkpoint.digest not in known:
             self._cross_check(source, image.checkpoint, summary, pending)
         return list(image.records)
 
