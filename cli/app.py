@@ -8,6 +8,7 @@ from cli import audit, ca, keys, registry, soh
 from cli.append import append
 from cli.challenge import challenge, respond
 from cli.demo import demo
+from cli.intake import grades, intake
 from cli.issue import issue
 from cli.show import show
 from cli.verify import verify
@@ -32,6 +33,8 @@ app.command("verify")(verify)
 app.command("challenge")(challenge)
 app.command("respond")(respond)
 app.command("demo")(demo)
+app.command("intake")(intake)
+audit.app.command("grades")(grades)
 
 
 def main() -> None:
