@@ -284,6 +284,7 @@ def test_top_level_help_lists_every_command() -> None:
     text = plain(result.stdout)
     for command in (
         "keys", "ca", "issue", "append", "show", "verify", "challenge", "respond", "demo",
+        "intake", "soh", "registry", "audit",
     ):  # fmt: skip
         assert command in text
     assert "Exit codes" in text
@@ -310,6 +311,12 @@ def test_top_level_help_lists_every_command() -> None:
         (["show"], ["--json"]),
         (["verify"], ["--trust", "--policy", "--challenge", "--response", "--json"]),
         (["demo"], ["--out", "--cells", "--years", "--json"]),
+        (
+            ["intake"],
+            ["--trust", "--model", "--tests", "--out", "--key", "--cert", "--db", "--policy"],
+        ),
+        (["intake"], ["--restart", "--workers", "--password-file", "--json"]),
+        (["audit", "grades"], ["--policy", "--json"]),
         (["ca"], ["init", "issue", "revoke", "list"]),
         (["ca", "init"], ["--not-before", "--days", "--force", "--json"]),
         (["ca", "issue"], ["--role", "--cn", "--days", "--not-before", "--force", "--json"]),
@@ -1499,42 +1506,54 @@ def test_script_bad_input_exit_codes(shared_pki: Path) -> None:
 
 
 def test_script_demo(tmp_path: Path) -> None:
-    """The demo builds a PKI, tampers with one tag and must catch exactly that one; what it
-    leaves verifies the same way from the command line."""
-    proc = run_script("demo", "--out", "d", "--cells", "6", "--years", "2", "--json")
+    """The main job: every planted case (tampered, cloned, forked, overstated, abused, untested,
+    outliers) ends where the policy says, and what it leaves can be re-run by hand."""
+    proc = run_script("demo", "--out", "d", "--cells", "100", "--years", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["as_expected"] is True
-    assert report["cells"] == 6
-    assert report["verified_ok"] == 5
-    assert list(report["failed"]) == [report["tampered"]]
-    assert set(report["entries_by_signer"]) == {"cell", "tester", "recycler"}
-    assert report["entries_by_signer"]["cell"] == 6 * 2 * 4  # quarterly, two years
-    # yearly, except for the cell whose BMS under-reports its fade: it never saw a laboratory
-    optimistic = report["optimistic_bms"]
-    assert optimistic
-    assert optimistic not in report["tampered"]
-    assert report["entries_by_signer"]["tester"] == 5 * 2
-    # the pulse test at intake flags that cell's signed but overstated claim, and only it
-    soh = report["soh"]
-    assert soh["estimated"] == 6
-    assert soh["flagged"] == [optimistic]
-    assert soh["mae_points"] < 3
-    with open(soh["estimates"], newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    assert [r["claim_flagged"] for r in rows].count("1") == 1
-    assert all(r["error"] == "" and 0.5 < float(r["soh"]) < 1.1 for r in rows)
+    assert report["cells"] == 100
+    assert sorted(report["designs"].values()) == [25, 25, 25, 25]
+    assert set(report["outcomes"]) == set(report["scenarios"])
+    assert all(o["ok"] for o in report["outcomes"].values())
+    assert report["entries_by_signer"]["cell"] == 100 * 2 * 4  # quarterly, two years
+    assert 0 < report["entries_by_signer"]["tester"] < 100 * 2  # yearly, not for bad BMSs
+    intake = report["intake"]
+    assert intake["cells"] == 100
+    assert sum(intake["by_grade"].values()) == 100
+    assert intake["by_grade"]["UNVERIFIED"] == 3
     assert "demo as expected" in proc.stderr
-    assert Path("d/trust/roots").is_dir()
-    images = sorted(Path("d/images").glob("*.t5t"))
-    assert len(images) == 6
-    assert Path(report["tampered"]).resolve() in [p.resolve() for p in images]
+    assert "report.html" in proc.stderr
+    for name in ("trust/roots", "keys/recycler.key.pem", "reference.csv", "model", "tests.csv",
+                 "passport.db", "intake/report.html", "intake/results.json"):  # fmt: skip
+        assert Path("d", name).exists(), name
+    with open("d/intake/results.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 100
 
+    # offline verification from the command line fails exactly the three tampered tags
+    tampered = {n for k in ("tampered-soh", "tampered-cycles", "truncated")
+                for n in report["scenarios"][k]}  # fmt: skip
     result, verdicts = verify_json("--trust", "d/trust", "d/images")
     assert result.exit_code == 1
-    failed = [v["path"] for v in verdicts if not v["valid"]]
-    assert [Path(p).resolve() for p in failed] == [Path(report["tampered"]).resolve()]
-    (bad,) = (v for v in verdicts if not v["valid"])
-    assert failed_rules(bad)[0].endswith("-signature")
+    assert {Path(v["path"]).name for v in verdicts if not v["valid"]} == tampered
     signers = {r["signer"].split(":")[0] for v in verdicts for r in v["records"]}
-    assert {"oem", "cell", "tester", "recycler"} <= signers
+    assert {"oem", "cell", "tester"} <= signers
+    # every copy with the recycler's intake entry verifies
+    result, verdicts = verify_json("--trust", "d/trust", "d/intake/images")
+    assert result.exit_code == 0
+    assert len(verdicts) == 100 - 3 - 2  # not the tampered ones, nor the two copies of a tag
+    assert all(v["records"][-1]["signer"].startswith("recycler") for v in verdicts)
+    # an auditor replays every grade
+    audit = run_script("audit", "grades", "d/intake/results.json")
+    assert audit.returncode == 0, audit.stderr
+    # and the intake re-run by hand on what the demo left grades the same, writing nothing new
+    again = run_script(
+        "intake", "--trust", "d/trust", "--db", "d/passport.db", "--model", "d/model",
+        "--tests", "d/tests.csv", "--key", "d/keys/recycler.key.pem", "--out", "d/again",
+        "d/images", "--json",
+    )  # fmt: skip
+    assert again.returncode == 1, again.stderr  # three passports fail verification
+    summary = json.loads(again.stdout)
+    assert summary["by_grade"] == intake["by_grade"]
+    assert summary["written"] == 0

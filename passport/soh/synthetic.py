@@ -113,24 +113,32 @@ def random_ecm(cells: int, rated_ah: float, rng: np.random.Generator) -> Ecm:
 
 
 def aged_cells(
-    soh: FloatArray, rated_ah: float, rng: np.random.Generator, *, r0_new: float | None = None
+    soh: FloatArray,
+    rated_ah: float,
+    rng: np.random.Generator,
+    *,
+    r0_new: float | None = None,
+    r0_growth: float = 1.5,
+    spread: float = 0.03,
 ) -> Ecm:
-    """Cells of one design at the given SoH (fractions): resistances grow by ~1.5x their new
-    value per unit of capacity lost, with 3 % cell-to-cell spread; start SOC 30-70 %. `r0_new`
-    is the ohmic resistance of a new cell (ohm; default 20 mOhm for a 5 Ah cell, scaled)."""
+    """Cells of one design at the given SoH (fractions): R0 grows by `r0_growth` times its new
+    value per unit of capacity lost with a log-normal cell-to-cell `spread`; the polarisation
+    resistances grow by ~1.5x (faster, as real cells' do) with 3 % spread; start SOC 30-70 %.
+    `r0_new` is the ohmic resistance of a new cell (ohm; default 20 mOhm for 5 Ah, scaled)."""
     n = len(soh)
-    growth = 1.0 + 1.5 * (1.0 - np.asarray(soh, dtype=np.float64))
+    lost = 1.0 - np.asarray(soh, dtype=np.float64)
+    growth = 1.0 + 1.5 * lost
     r_new = 0.1 / rated_ah if r0_new is None else r0_new / 0.2  # R0 is a fifth of the total
 
-    def spread() -> FloatArray:
-        return np.exp(rng.normal(0.0, 0.03, n))
+    def varied(sigma: float = 0.03) -> FloatArray:
+        return np.exp(rng.normal(0.0, sigma, n))
 
     return Ecm(
         capacity_ah=rated_ah * np.asarray(soh, dtype=np.float64),
-        r0=r_new * 0.2 * growth * spread(),
-        r1=r_new * 0.05 * growth**1.5 * spread(),
+        r0=r_new * 0.2 * np.maximum(1.0 + r0_growth * lost, 0.1) * varied(spread),
+        r1=r_new * 0.05 * growth**1.5 * varied(),
         tau1=rng.uniform(0.8, 1.5, n),
-        r2=r_new * 0.08 * growth**2 * spread(),
+        r2=r_new * 0.08 * growth**2 * varied(),
         tau2=rng.uniform(40.0, 80.0, n),
         soc0=rng.uniform(0.3, 0.7, n),
     )
