@@ -425,15 +425,40 @@ def test_resume_refuses_other_arguments_unless_restart(kit: Kit, tmp_path: Path)
 
 
 @pytest.mark.parametrize(
-    "content",
-    [pytest.param(b"{not json", id="not-json"), pytest.param(b"", id="empty")],
+    ("content", "message"),
+    [
+        pytest.param(b"{not json", "unreadable run file", id="not-json"),
+        pytest.param(b"", "unreadable run file", id="empty"),
+        pytest.param(b"[1, 2]", "not a run file", id="a-list"),
+    ],
 )
-def test_unreadable_run_file_is_an_input_error(kit: Kit, tmp_path: Path, content: bytes) -> None:
+def test_unreadable_run_file_is_an_input_error(
+    kit: Kit, tmp_path: Path, content: bytes, message: str
+) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "run.json").write_bytes(content)
-    with pytest.raises(InputError, match="unreadable run file"):
+    with pytest.raises(InputError, match=message):
         run_intake(job(kit, out, [kit.images], db=sqlite(tmp_path)))
+
+
+def test_a_bad_tests_file_stops_the_run_before_the_registry_and_can_be_fixed(
+    kit: Kit, tmp_path: Path
+) -> None:
+    """A tests file that is not a table stops the run before anything is registered or
+    written; re-run with the fixed file (other arguments, nothing finished) it just starts."""
+    out = tmp_path / "out"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("cell_id,foo\nx,1\n", encoding="utf-8")
+    registry = Registry.init(sqlite(tmp_path))
+    before = registry.info()["records"]
+    with pytest.raises(InputError, match="missing columns") as info:
+        run_intake(job(kit, out, [kit.images], db=sqlite(tmp_path), tests=bad))
+    assert info.value.source == str(bad)
+    assert registry.info()["records"] == before
+    assert not (out / "images").exists()
+    fixed = run_intake(job(kit, out, [kit.images], db=sqlite(tmp_path)))
+    assert (fixed.cells, fixed.resumed) == (len(CELLS), 0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -120,9 +120,10 @@ def run_intake(job: IntakeJob, progress: Progress = _noop) -> IntakeSummary:
     summary = IntakeSummary(policy=job.policy.ref(), resumed=len(state.done))
     try:
         cells = _read_and_verify(job, paths, at, progress)
-        _register(job, cells, at, progress)
+        # the tests file before the registry: a bad table stops the run before it writes
         designs = {k: c.facts.model for c in cells if c.facts is not None for k in c.keys}
         measured = measure(job.model, job.tests, designs)
+        _register(job, cells, at, progress)
         used: set[str] = set()
         for c in cells:
             key = next((k for k in c.keys if k in measured), None)

@@ -1,7 +1,9 @@
 """What makes an intake run resumable: `OUTDIR/run.json` (the arguments it was started with)
 and `OUTDIR/progress.jsonl` (one line per finished cell, synced in small batches).
 
-Re-run with the same arguments, a run skips the cells in the progress file. A crash can lose
+Re-run with the same arguments, a run skips the cells in the progress file; other arguments are
+refused once a cell is finished (before that, say after a typo in an argument, the run simply
+starts over). A crash can lose
 the last unsynced lines; those cells are done again, and the image writer recognises an intake
 entry it already wrote (see `intake.run`), so no cell ever gets a second one.
 """
@@ -37,7 +39,10 @@ class RunState:
                 held = json.loads(run_file.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise InputError(f"unreadable run file: {exc}", source=str(run_file)) from None
-            if held.get("arguments") != self.arguments:
+            if not isinstance(held, dict):
+                raise InputError("not a run file (no arguments)", source=str(run_file))
+            finished = _read_progress(progress)
+            if held.get("arguments") != self.arguments and finished:
                 diff = sorted(
                     k for k in set(held.get("arguments", {})) | set(self.arguments)
                     if held.get("arguments", {}).get(k) != self.arguments.get(k)
@@ -48,8 +53,10 @@ class RunState:
                     "to start over, or use another --out",
                     source=str(run_file),
                 )
-            self.done = _read_progress(progress)
-            self.resumed = True
+            if held.get("arguments") != self.arguments:  # nothing finished: start over
+                write_atomic(run_file, json.dumps({"arguments": self.arguments}, indent=2).encode())
+            self.done = finished
+            self.resumed = bool(finished)
         else:
             for stale in (progress, run_file):
                 if stale.exists():
