@@ -68,9 +68,13 @@ def intake(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
     key: Annotated[
-        Path,
-        typer.Option(envvar=KEY_ENV, help=f"The recycler's private key (${KEY_ENV})."),
-    ],
+        Path | None,
+        typer.Option(
+            envvar=KEY_ENV,
+            help=f"The recycler's private key (${KEY_ENV}; default: keys/recycler.key.pem of "
+            "the `passport ca init` directory that holds --trust, if there is one).",
+        ),
+    ] = None,
     cert: Annotated[
         Path | None,
         typer.Option(
@@ -114,7 +118,7 @@ def intake(
 
     Example: passport intake --trust demo-out/trust --db demo-out/passport.db
     --model demo-out/model --tests demo-out/tests.csv --key demo-out/keys/recycler.key.pem
-    --out demo-out/intake demo-out/images
+    --out again demo-out/images
     """
     if not images:
         raise InputError("give at least one image or directory")
@@ -123,7 +127,15 @@ def intake(
             raise InputError("no such file", source=str(path))
     bundle = load_trust(trust, None)
     grading = GradingPolicy.load(policy)
+    if key is None:
+        key = trust.parent / "keys" / "recycler.key.pem"
+        if not key.is_file():
+            raise InputError(
+                f"give --key (the recycler's private key, or ${KEY_ENV}): the intake signs an "
+                f"entry into each passport (no {key} beside the trust bundle)"
+            )
     signer = IntakeSigner.load(key, cert, bundle, keys.read_password(password_file))
+    err.print(f"signing intake entries as {signer.subject} ({key})", markup=False)
     soh_model = load_model(model)
     registry = Registry.init(db)
     registry.trust = bundle

@@ -121,6 +121,24 @@ def test_key_and_certificate_from_the_environment(kit: Kit, tmp_path: Path) -> N
     assert result.exit_code == 0, result.stderr
 
 
+def test_key_defaults_to_the_recycler_of_the_ca_directory(kit: Kit, tmp_path: Path) -> None:
+    """The command line of the issue, without --key: a `passport ca init` directory holds
+    the trust bundle and the actors' keys side by side."""
+    result = run(*intake_args(kit, tmp_path, key=None))
+    assert result.exit_code == 0, result.stderr
+    assert "signing intake entries as" in result.stderr
+    assert str(kit.trust_dir.parent / "keys" / "recycler.key.pem") in result.stderr
+
+
+def test_no_key_and_none_beside_the_trust_bundle_is_a_usage_error(kit: Kit, tmp_path: Path) -> None:
+    alone = tmp_path / "bundle" / "trust"
+    shutil.copytree(kit.trust_dir, alone)
+    result = run(*intake_args(kit, tmp_path, key=None, trust=alone))
+    assert result.exit_code == 2
+    assert "give --key" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def _usage_cases(kit: Kit, tmp: Path) -> dict[str, tuple[list[str], str]]:
     lone_key = tmp / "lone.key.pem"
     shutil.copy(kit.recycler_key, lone_key)
