@@ -7,12 +7,12 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 from passport._fileio import read_bytes
+from passport._toml import load_toml
 from passport.errors import InputError
 from passport.records import Event
 
@@ -109,10 +109,7 @@ class GradingPolicy:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str) -> GradingPolicy:
-        try:
-            doc = tomllib.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise InputError(f"not a TOML policy: {exc}", source=source) from None
+        doc = load_toml(data, source=source)
         try:
             return _parse(doc, data, source)
         except InputError as exc:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from passport._fileio import read_bytes
+from passport._toml import load_toml
 from passport.errors import InputError
 from passport.records import Kind, Status
 from passport.trust.roles import CELL, Role
@@ -57,10 +57,7 @@ class Policy:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str) -> Policy:
-        try:
-            doc = tomllib.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise InputError(f"not a TOML policy: {exc}", source=source) from None
+        doc = load_toml(data, source=source)
         try:
             return _parse(doc, data, source)
         except (KeyError, TypeError, ValueError) as exc:
