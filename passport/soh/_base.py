@@ -74,6 +74,9 @@ class FitSettings:
     variance_kept: float = 1.0  # principal axes of the standardised features kept (share)
     gamma_grid: tuple[float, ...] = (0.3, 1.0, 3.0)  # RBF width, per standardised feature
     alpha_grid: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2)  # ridge penalty per row
+    ocv_weight_grid: tuple[float, ...] = (1.0, 8.0)  # weight of the OCV in the RBF distance
+    stretch_grid: tuple[float, ...] = (1.0, 10.0, 30.0)  # RBF metric along the ridge direction
+    stretch_alpha: float = 1e-3  # ridge penalty (per row) of that direction
     inner_folds: int = 5
     seed: int = 0
     window_margin_v: float = 0.1  # accepted voltages: training min/max widened by this

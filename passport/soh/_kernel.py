@@ -43,19 +43,54 @@ class _Basis:
         return np.hstack([_rbf(E, self.centres, self.gamma) @ self.whiten, E])
 
 
+@dataclass(frozen=True, slots=True)
+class _Metric:
+    """How distances are measured for the RBF: the OCV column (a proxy for where the cell sits on
+    its OCV curve, which changes what every resistance means) weighted by `ocv_weight`, and the
+    direction of a linear ridge fit on the standardised features stretched by `stretch`, so that
+    the kernel varies fastest along the direction that carries SoH. Both are searched by inner
+    grouped CV (`FitSettings.ocv_weight_grid`, `FitSettings.stretch_grid`); (1, 1) is the plain
+    standardised metric."""
+
+    ocv_weight: float = 1.0
+    stretch: float = 1.0
+
+
 def _basis(
-    F: FloatArray, gamma_scale: float, n_centres: int, seed: int, variance_kept: float = 1.0
+    F: FloatArray,
+    gamma_scale: float,
+    n_centres: int,
+    seed: int,
+    variance_kept: float = 1.0,
+    metric: _Metric = _Metric(),
+    y: FloatArray | None = None,
+    ocv_column: int | None = None,
+    stretch_alpha: float = 1e-3,
 ) -> _Basis:
     mean = F.mean(0)
     scale = F.std(0)
     scale = np.where(scale > 1e-12, scale, 1.0)  # a feature constant within a fold
+    if ocv_column is not None and metric.ocv_weight != 1.0:
+        scale = scale.copy()
+        scale[ocv_column] /= metric.ocv_weight  # OCV counts ocv_weight times in distances
     Z = (F - mean) / scale
     # principal axes from the (features x features) Gram matrix: eigh always converges
     lam, vecs = np.linalg.eigh(Z.T @ Z)
     lam, vecs = lam[::-1], vecs[:, ::-1]
     share = np.cumsum(np.maximum(lam, 0.0)) / np.maximum(lam, 0.0).sum()
     keep = (lam > 1e-10 * lam[0]) & (np.arange(len(lam)) <= np.searchsorted(share, variance_kept))
-    projection = np.ascontiguousarray(vecs[:, keep])
+    projection = vecs[:, keep]
+    if metric.stretch != 1.0 and y is not None:
+        # the ridge direction on these training rows (and only these), stretched: still a linear
+        # projection of the standardised features, so inference is unchanged
+        b = np.linalg.solve(
+            Z.T @ Z + stretch_alpha * len(y) * np.eye(Z.shape[1]), Z.T @ (y - y.mean())
+        )
+        norm = float(np.linalg.norm(b))
+        if norm > 0.0:
+            d = b / norm
+            projection = projection + (metric.stretch - 1.0) * np.outer(d, d @ projection)
+    projection = np.ascontiguousarray(projection)
     E = Z @ projection
     m = min(n_centres, len(E))
     centres = E[np.sort(np.random.default_rng(seed).choice(len(E), m, replace=False))]
@@ -85,6 +120,7 @@ def _ridge_path(
 class _Selection:
     gamma_scale: float
     alpha: float
+    metric: _Metric
     oof: FloatArray  # out-of-fold estimates at the chosen settings (clipped)
 
 
@@ -94,16 +130,32 @@ def _select(
     folds: IntArray,
     clip: tuple[float, float],
     settings: FitSettings,
+    ocv_column: int | None = None,
 ) -> _Selection:
-    """Inner grouped CV over the (gamma, alpha) grid; the best by out-of-fold MAE."""
+    """Inner grouped CV over the (metric, gamma, alpha) grid; the best by out-of-fold MAE."""
     alphas = settings.alpha_grid
-    oof = np.zeros((len(settings.gamma_grid), len(alphas), len(y)))
+    ocv_weights = settings.ocv_weight_grid if ocv_column is not None else (1.0,)
+    grid = [
+        (_Metric(o, k), g)
+        for k in settings.stretch_grid
+        for o in ocv_weights
+        for g in settings.gamma_grid
+    ]
+    oof = np.zeros((len(grid), len(alphas), len(y)))
     for fold in np.unique(folds):
         test = folds == fold
         train = ~test
-        for g, gamma_scale in enumerate(settings.gamma_grid):
+        for g, (metric, gamma_scale) in enumerate(grid):
             basis = _basis(
-                F[train], gamma_scale, settings.n_centres, settings.seed, settings.variance_kept
+                F[train],
+                gamma_scale,
+                settings.n_centres,
+                settings.seed,
+                settings.variance_kept,
+                metric,
+                y[train],
+                ocv_column,
+                settings.stretch_alpha,
             )
             A_train = basis.design_matrix(basis.embed(F[train]))
             coef, a_mean, y_mean = _ridge_path(A_train, y[train], alphas)
@@ -112,7 +164,7 @@ def _select(
     mae = np.abs(oof - y).mean(axis=2)
     best = int(np.argmin(mae))
     g, a = divmod(best, len(alphas))
-    return _Selection(settings.gamma_grid[g], alphas[a], oof[g, a])
+    return _Selection(grid[g][1], alphas[a], grid[g][0], oof[g, a])
 
 
 def _sigma_curve(
@@ -172,15 +224,27 @@ def _fit_kernel_design(
     F_all = features(U, rated_ah, width_ms)
     mask = _feature_mask(available, U, rated_ah, width_ms, F_all)
     F = F_all[:, mask]
+    names = [n for n, k in zip(FEATURE_NAMES, mask, strict=True) if k]
+    ocv_column = names.index("ocv") if "ocv" in names else None
     n_cells = len(np.unique(groups))
     clip = (float(soh.min()) - settings.clip_margin, float(soh.max()) + settings.clip_margin)
     folds = group_kfold(groups, settings.inner_folds, settings.seed)
-    sel = _select(F, soh, folds, clip, settings)
+    sel = _select(F, soh, folds, clip, settings, ocv_column)
     knots, values = _sigma_curve(sel.oof, soh, settings.sigma_bins, n_cells)
     oof_sigma = np.interp(sel.oof, knots, values)
     err = np.abs(sel.oof - soh)
 
-    basis = _basis(F, sel.gamma_scale, settings.n_centres, settings.seed, settings.variance_kept)
+    basis = _basis(
+        F,
+        sel.gamma_scale,
+        settings.n_centres,
+        settings.seed,
+        settings.variance_kept,
+        sel.metric,
+        soh,
+        ocv_column,
+        settings.stretch_alpha,
+    )
     E = basis.embed(F)
     A = basis.design_matrix(E)
     coef, a_mean, y_mean = _ridge_path(A, soh, (sel.alpha,))
@@ -211,7 +275,7 @@ def _fit_kernel_design(
             float(Uu.min()) - settings.window_margin_v,
             float(Uu.max()) + settings.window_margin_v,
         ),
-        feature_names=tuple(n for n, k in zip(FEATURE_NAMES, mask, strict=True) if k),
+        feature_names=tuple(names),
         feature_mean=basis.mean,
         feature_scale=basis.scale,
         projection=basis.projection,
