@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from cli import audit, ca, keys, registry, soh
+from cli import audit, ca, datasheet, keys, registry, soh
 from cli.append import append
 from cli.challenge import challenge, respond
 from cli.demo import demo
 from cli.intake import grades, intake
 from cli.issue import issue
+from cli.label import label
 from cli.show import show
 from cli.verify import verify
 
@@ -26,6 +27,7 @@ app.add_typer(ca.app, name="ca")
 app.add_typer(registry.app, name="registry")
 app.add_typer(audit.app, name="audit")
 app.add_typer(soh.app, name="soh")
+app.add_typer(datasheet.app, name="datasheet")
 app.command("issue")(issue)
 app.command("append")(append)
 app.command("show")(show)
@@ -34,6 +36,7 @@ app.command("challenge")(challenge)
 app.command("respond")(respond)
 app.command("demo")(demo)
 app.command("intake")(intake)
+app.command("label")(label)
 audit.app.command("grades")(grades)
 
 

@@ -13,6 +13,7 @@ import typer
 from cli._common import EXIT_FAILED, EXIT_OK, emit_json, err, handle_errors, progress_bar
 from cli.verify import TRUST_ENV, load_trust
 from passport._fileio import read_bytes, write_atomic
+from passport.datasheet import MAX_DATASHEET_BYTES, datasheet_sha256
 from passport.errors import DecodeError, InputError, VerificationError
 from passport.image import Image
 from passport.notes import parse_body
@@ -234,6 +235,31 @@ def alerts(db: Db = None, json_out: Json = False) -> None:
         return
     for row in rows:
         sys.stdout.write(f"{row['id']} {row['kind']} cell {row['cell_id']}: {row['message']}\n")
+
+
+@app.command("datasheet")
+@handle_errors
+def datasheet(
+    sheet: Annotated[Path, typer.Argument(help="Signed data sheet (`passport datasheet sign`).")],
+    db: Db = None,
+    trust: Annotated[Path | None, typer.Option(help=f"Trust bundle (or ${TRUST_ENV}).")] = None,
+    json_out: Json = False,
+) -> None:
+    """Verify an OEM data sheet and store it, keyed by the SHA-256 birth records carry.
+
+    The signer must be an OEM of the trust bundle. Idempotent: storing the same sheet again is
+    a no-op. Exit 0 when stored or already held, 1 when the sheet fails verification.
+
+    Example: passport registry datasheet acme-lfp-35.cose --trust trust/ --db passport.db
+    """
+    raw = read_bytes(sheet, limit=MAX_DATASHEET_BYTES)
+    registry = Registry(db, trust=load_trust(trust, None))
+    held = registry.datasheet(datasheet_sha256(raw)) is not None
+    digest = registry.add_datasheet(raw, source=str(sheet)).hex()
+    if json_out:
+        emit_json({"path": str(sheet), "sha256": digest, "already_held": held})
+    state = "already held" if held else "stored"
+    err.print(f"{state}: data sheet {digest} from {sheet}", markup=False)
 
 
 def _digest(text: str) -> bytes:

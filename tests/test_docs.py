@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Quoted strings that look like rule ids but are file names or table columns
 FILE_SUFFIXES = (".toml", ".cose", ".pem", ".db", ".cbor", ".t5t", ".json")
 NOT_RULES = {"record.digest"}
-PREFIXES = "cbor|cose|record|image|chain|trust|policy|clone|log|registry"
+PREFIXES = "cbor|cose|record|image|chain|trust|policy|clone|log|registry|datasheet"
 RULE = re.compile(rf"\b((?:{PREFIXES})\.[a-z0-9-]+)\b")
 
 

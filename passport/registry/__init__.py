@@ -21,11 +21,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from passport import cbor
 from passport._fileio import read_bytes
 from passport.chain import Finding
+from passport.datasheet import datasheet_sha256, read_datasheet
 from passport.errors import DecodeError, InputError, StorageError
 from passport.image import Image
 from passport.records import Entry, SignedRecord
@@ -33,7 +34,14 @@ from passport.registry import migrate, parallel
 from passport.registry.db import make_engine, reader, resolve_url
 from passport.registry.ingest import IngestSummary, RegistryReceipts, Source, Store, Verifier
 from passport.registry.log import SqlLog
-from passport.registry.models import alert_t, cell_t, chain_head_t, log_meta_t, record_t
+from passport.registry.models import (
+    alert_t,
+    cell_t,
+    chain_head_t,
+    datasheet_t,
+    log_meta_t,
+    record_t,
+)
 from passport.trust.bundle import TrustBundle
 
 __all__ = ["IngestSummary", "Registry", "RegistryReceipts", "Source", "read_sources"]
@@ -397,6 +405,41 @@ class Registry:
                     "the registry has flagged this passport (fork or clone alert): see alerts",
                 ))  # fmt: skip
         return RegistryCheck(True, tuple(findings))
+
+    # ------------------------------------------------------------------ data sheets
+
+    def add_datasheet(self, raw: bytes, *, source: str = "<bytes>") -> bytes:
+        """Verify an OEM data sheet (`passport.datasheet.read_datasheet`, with the registry's
+        trust bundle) and store its exact bytes; returns its SHA-256. Idempotent: storing the
+        same bytes again is a no-op. A sheet that fails verification raises
+        `VerificationError` and nothing is stored."""
+        raw = bytes(raw)
+        sheet = read_datasheet(raw, self._need_trust(), source=source)
+        digest = datasheet_sha256(raw)
+        row = {"sha256": digest, "raw": raw, "model": sheet.model,
+               "manufacturer": sheet.manufacturer, "revision": sheet.revision,
+               "added_at": _utcnow()}  # fmt: skip
+        with self._guard("storing the data sheet"):
+            try:
+                with self.engine.begin() as conn:
+                    held = conn.execute(
+                        select(datasheet_t.c.sha256).where(datasheet_t.c.sha256 == digest)
+                    ).first()
+                    if held is None:
+                        conn.execute(insert(datasheet_t).values(**row))
+            except IntegrityError:
+                # Another writer stored the same bytes meanwhile (same key, same bytes).
+                if self.datasheet(digest) is None:
+                    raise
+        return digest
+
+    def datasheet(self, sha256: bytes) -> bytes | None:
+        """The exact bytes of the data sheet with this SHA-256, or None when not held."""
+        with self._guard("reading"), self._connect() as conn:
+            row = conn.execute(
+                select(datasheet_t.c.raw).where(datasheet_t.c.sha256 == bytes(sha256))
+            ).first()
+        return bytes(row[0]) if row is not None else None
 
     def receipt_lookup(self) -> RegistryReceipts:
         return RegistryReceipts(self.engine)

@@ -147,6 +147,20 @@ class Alert(SQLModel, table=True):
     created_at: dt.datetime = Field(default_factory=_now, sa_type=UTCDateTime)
 
 
+class DataSheet(SQLModel, table=True):
+    """OEM model data sheets (signed COSE_Sign1 bytes), keyed by the SHA-256 birth records
+    carry. Stored only after verification; see `passport.datasheet`."""
+
+    __tablename__ = "datasheet"
+
+    sha256: bytes = Field(sa_type=LargeBinary(32), primary_key=True)
+    raw: bytes = Field(sa_type=LargeBinary)
+    model: str = Field(max_length=128)
+    manufacturer: str = Field(max_length=200)
+    revision: str = Field(max_length=64)
+    added_at: dt.datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+
+
 metadata = SQLModel.metadata
 
 
@@ -164,3 +178,4 @@ log_node_t = _table(LogNode)
 log_checkpoint_t = _table(LogCheckpoint)
 log_meta_t = _table(LogMeta)
 alert_t = _table(Alert)
+datasheet_t = _table(DataSheet)
