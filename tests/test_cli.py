@@ -1514,7 +1514,7 @@ def test_script_demo(tmp_path: Path) -> None:
     assert report["as_expected"] is True
     assert report["cells"] == 100
     assert sorted(report["designs"].values()) == [25, 25, 25, 25]
-    assert set(report["outcomes"]) == set(report["scenarios"])
+    assert set(report["outcomes"]) == {*report["scenarios"], "datasheets"}
     assert all(o["ok"] for o in report["outcomes"].values())
     assert report["entries_by_signer"]["cell"] == 100 * 2 * 4  # quarterly, two years
     assert 0 < report["entries_by_signer"]["tester"] < 100 * 2  # yearly, not for bad BMSs
@@ -1525,7 +1525,8 @@ def test_script_demo(tmp_path: Path) -> None:
     assert "demo as expected" in proc.stderr
     assert "report.html" in proc.stderr
     for name in ("trust/roots", "keys/recycler.key.pem", "reference.csv", "model", "tests.csv",
-                 "passport.db", "intake/report.html", "intake/results.json"):  # fmt: skip
+                 "passport.db", "intake/report.html", "intake/results.json",
+                 "datasheets/ACME-LFP-35.cose"):  # fmt: skip
         assert Path("d", name).exists(), name
     with open("d/intake/results.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

@@ -1,7 +1,8 @@
 """The main job behind `make demo`: what the product is for, end to end, on the SQLite default.
 
 1. A demo PKI (`DIR/trust/`, the actors' keys in `DIR/keys/`).
-2. An OEM batch (2,000 cells by default) across four designs modelled on real ones
+2. A signed data sheet per model (`DIR/datasheets/`, stored in the registry too) and an OEM
+   batch (2,000 cells by default) issued against them, across four designs modelled on real ones
    (`figures.py`: figures of the real retired-cell data carried over, never rows), on tags of
    three sizes (`DIR/images/`, each with its virtual cell's key `<name>.cell.pem`).
 3. Their lives: quarterly telemetry signed by the cell, yearly laboratory tests signed by a
@@ -37,14 +38,15 @@ import numpy as np
 
 from passport import cbor
 from passport._fileio import write_atomic
+from passport.datasheet import DataSheet, datasheet_sha256, read_datasheet, sign_datasheet
 from passport.demo.figures import DESIGNS
 from passport.demo.fleet import Cell, LifeCounts, fork, issue_fleet, live
 from passport.demo.pulses import design_rows, reference_soh
-from passport.errors import InputError
+from passport.errors import InputError, PassportError
 from passport.grading import GradingPolicy
 from passport.image import Image
 from passport.intake import IntakeJob, IntakeSigner, IntakeSummary, run_intake
-from passport.records import Entry, SignedRecord
+from passport.records import Birth, Entry, SignedRecord
 from passport.records.codec import encode_body
 from passport.registry import Registry, read_sources
 from passport.soh import fit_csv, save_model
@@ -197,7 +199,9 @@ def run_demo(
     # 2. the OEM batch
     roles = _assign(cells, rng)
     clone_of = {roles["clone-serial"][0]: roles["clone-serial-original"][0]}
-    fleet = issue_fleet(out, cells, start, actor["oem"], oem_cert, rng, clone_of)
+    sheets = _datasheets(out, actor["oem"][0], oem_cert, start)
+    hashes = {name: datasheet_sha256(raw).hex() for name, raw in sheets.items()}
+    fleet = issue_fleet(out, cells, start, actor["oem"], oem_cert, rng, clone_of, hashes)
     # BMSs that under-report fade (a quarter of the real loss), among cells that faded enough
     # for it to matter (a cell at 99 % cannot overstate much)
     free = sorted(roles.pop("free"), key=lambda i: fleet[i].final_soh)
@@ -223,6 +227,8 @@ def run_demo(
     database = f"sqlite:///{out / 'passport.db'}"
     registry = Registry.init(database)
     registry.trust = bundle
+    for name, raw in sheets.items():
+        registry.add_datasheet(raw, source=f"{name} data sheet")
     sources, _ = read_sources([out / "images"])
     registry.ingest(sources, workers=2, progress=progress("registering the fleet", len(sources)))
     lap("registry")
@@ -267,8 +273,63 @@ def run_demo(
     info = registry.info()
     report.registry_records, report.registry_alerts = info["records"], info["alerts"]
     _check(report, fleet, roles, truth)
+    report.outcomes["datasheets"] = _check_sheets(registry, bundle, fleet)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _datasheets(out: Path, key: Any, cert: Any, start: int) -> dict[str, bytes]:
+    """One signed data sheet per model (demo values, in the units the field names say), in
+    DIR/datasheets/<model>.cose."""
+    sheets: dict[str, bytes] = {}
+    issued = dt.datetime.fromtimestamp(start, dt.UTC).date()
+    for d in DESIGNS:
+        real = d.real
+        lfp = real.chemistry == "LFP"
+        energy_wh = real.rated_ah * float(d.nominal_v)
+        sheet = DataSheet(
+            model=d.model, manufacturer="ACME Cells", revision="3", issued=issued,
+            fields={
+                "category": "ev",
+                "chemistry": real.chemistry,
+                "rated_capacity_ah": real.rated_ah,
+                "weight_kg": round(energy_wh / (160.0 if lfp else 220.0), 3),
+                "carbon_footprint_kg_co2e_per_kwh": 54.3 if lfp else 73.9,
+                "recycled_content_pct": {"cobalt": 0 if lfp else 16, "lithium": 6,
+                                         "nickel": 0 if lfp else 6, "lead": 0},
+                "critical_raw_materials": ["lithium", "graphite"]
+                + ([] if lfp else ["cobalt", "nickel", "manganese"]),
+                "hazardous_substances": [],
+                "due_diligence_report": "https://acme.example/due-diligence/2025.pdf",
+                "declaration_of_conformity": f"https://acme.example/doc/{d.model}.pdf",
+                "demo": "illustrative values, not a real product",
+            },
+        )  # fmt: skip
+        raw = sign_datasheet(sheet, key, cert)
+        write_atomic(out / "datasheets" / f"{d.model}.cose", raw)
+        sheets[d.model] = raw
+    return sheets
+
+
+def _check_sheets(registry: Registry, bundle: TrustBundle, fleet: list[Cell]) -> dict[str, Any]:
+    """Every birth record's data sheet is in the registry and is the OEM-signed one it names."""
+    bad: dict[str, str] = {}
+    for c in fleet:
+        birth = c.image.birth.body
+        assert isinstance(birth, Birth)
+        raw = registry.datasheet(birth.datasheet_sha256)
+        if raw is None:
+            bad[c.path.name] = "not in the registry"
+            continue
+        try:
+            read_datasheet(raw, bundle, source="registry", expect_sha256=birth.datasheet_sha256)
+        except PassportError as exc:
+            bad[c.path.name] = str(exc)
+    return {
+        "expected": "every birth record's data sheet stored and verified",
+        "ok": not bad,
+        "got": bad or {"all": f"{len(fleet)} cells"},
+    }
 
 
 def _reference(out: Path, rng: np.random.Generator) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import io
 import itertools
 import random
@@ -70,7 +69,11 @@ def draw_final_soh(design: DemoDesign, rng: random.Random) -> float:
 
 
 def _cells_csv(
-    indices: list[int], made: dt.date, rng: random.Random, serial_of: Callable[[int], int]
+    indices: list[int],
+    made: dt.date,
+    rng: random.Random,
+    serial_of: Callable[[int], int],
+    sheets: dict[str, str],
 ) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
@@ -80,7 +83,7 @@ def _cells_csv(
         rated = d.real.rated_ah
         initial = f"{rated * rng.uniform(1.0, 1.03):.3f}"
         r0 = f"{d.real.r0_new_mohm * rng.lognormvariate(0.0, 0.03):.3f}"
-        sheet = hashlib.sha256(f"datasheet {d.model} rev 3".encode()).hexdigest()
+        sheet = sheets[d.model]  # SHA-256 of the model's signed data sheet
         w.writerow([
             f"https://id.gs1.org/01/09506000134352/21/D{serial_of(i) + 1:05d}", "ACME", d.model,
             d.real.chemistry, f"{rated:g}", d.nominal_v, d.min_v, d.max_v, initial, "25", "1",
@@ -97,9 +100,11 @@ def issue_fleet(
     oem_cert: object,
     rng: random.Random,
     clone_of: dict[int, int],
+    sheets: dict[str, str],
 ) -> list[Cell]:
-    """Issue `count` cells (tags of several sizes); `clone_of` maps a cell to the cell whose
-    serial number a second, separate issuing run re-uses for it (a duplicate serial)."""
+    """Issue `count` cells (tags of several sizes) against their model's data sheet (`sheets`:
+    model -> SHA-256 hex); `clone_of` maps a cell to the cell whose serial number a second,
+    separate issuing run re-uses for it (a duplicate serial)."""
     made = dt.datetime.fromtimestamp(start, dt.UTC).date()
     images = out / "images"
     profiles = [PROFILES["ntag216"], PROFILES["st25dv16k"], PROFILES["st25dv64k"]]
@@ -111,7 +116,7 @@ def issue_fleet(
                       and (i in clone_of) == duplicate]  # fmt: skip
             if not chosen:
                 continue
-            text = _cells_csv(chosen, made, rng, lambda i: clone_of.get(i, i))
+            text = _cells_csv(chosen, made, rng, lambda i: clone_of.get(i, i), sheets)
             rows = issuance.read_cells(text, source="demo", issued_at=start)
             target = images if not duplicate else out / "duplicate-run"
             summary = issuance.issue_batch(
