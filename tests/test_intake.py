@@ -261,6 +261,8 @@ def test_trouble_is_reported_per_cell(
         assert cell["verify_failures"]
         assert cell["evidence"]["verify_rules"]
         assert "does not verify" in cell["note"]
+    if grade == "ERROR":
+        assert "cannot be read" in cell["note"]
 
 
 def test_trouble_rest_of_batch_goes_on(kit: Kit, trouble: tuple[Run, dict[str, str]]) -> None:

@@ -260,6 +260,9 @@ def _register_written(job: IntakeJob, at: dt.datetime) -> None:
 def _write(job: IntakeJob, c: CellState, result: dict[str, Any], now: int) -> bool:
     """A signed intake entry into OUTDIR/images/<name> (verified passports only); True when
     this call wrote one."""
+    if c.error:
+        result["note"] = "no intake entry written: the image cannot be read"
+        return False
     if not c.verified or c.image is None:
         result["note"] = "no intake entry written: the passport does not verify"
         return False
