@@ -8,6 +8,7 @@ from cli import audit, ca, datasheet, keys, registry, soh
 from cli.append import append
 from cli.challenge import challenge, respond
 from cli.demo import demo
+from cli.export import export
 from cli.intake import grades, intake
 from cli.issue import issue
 from cli.label import label
@@ -37,6 +38,7 @@ app.command("respond")(respond)
 app.command("demo")(demo)
 app.command("intake")(intake)
 app.command("label")(label)
+app.command("export")(export)
 audit.app.command("grades")(grades)
 
 

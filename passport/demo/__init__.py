@@ -292,16 +292,36 @@ def _datasheets(out: Path, key: Any, cert: Any, start: int) -> dict[str, bytes]:
             fields={
                 "category": "ev",
                 "chemistry": real.chemistry,
+                "part_number": f"{d.model}-CELL-R3",
                 "rated_capacity_ah": real.rated_ah,
                 "weight_kg": round(energy_wh / (160.0 if lfp else 220.0), 3),
+                "warranty_years": 8,
+                "economic_operator_bpnl": "BPNL000000000ACM",
+                "facility_bpna": "BPNA000000000BER",
+                "facilities": {"DE-BER1": "BPNA000000000BER"},
                 "carbon_footprint_kg_co2e_per_kwh": 54.3 if lfp else 73.9,
                 "recycled_content_pct": {"cobalt": 0 if lfp else 16, "lithium": 6,
                                          "nickel": 0 if lfp else 6, "lead": 0},
                 "critical_raw_materials": ["lithium", "graphite"]
                 + ([] if lfp else ["cobalt", "nickel", "manganese"]),
+                "active_material_location": "cathode",
                 "hazardous_substances": [],
-                "due_diligence_report": "https://acme.example/due-diligence/2025.pdf",
-                "declaration_of_conformity": f"https://acme.example/doc/{d.model}.pdf",
+                "composition": [
+                    {"name": "graphite", "cas": "7782-42-5", "concentration_pct": 18.0,
+                     "location": "anode"},
+                    {"name": "lithium iron phosphate" if lfp else "lithium nickel manganese "
+                     "cobalt oxide", "cas": "15365-14-7" if lfp else "346417-97-8",
+                     "concentration_pct": 38.0 if lfp else 34.0, "location": "cathode"},
+                ],
+                "temperature_range_c": {"lower": -20.0, "upper": 60.0},
+                "extinguishing_agent": {"media": "water", "fire_class": "A"},
+                "documents": {
+                    name: f"https://acme.example/{d.model}/{name.replace('_', '-')}.pdf"
+                    for name in ("carbon_footprint", "separate_collection", "waste_prevention",
+                                 "recycled_content", "composition",
+                                 "declaration_of_conformity", "due_diligence", "test_report",
+                                 "labels", "safety_measures", "dismantling")
+                },
                 "demo": "illustrative values, not a real product",
             },
         )  # fmt: skip

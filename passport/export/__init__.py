@@ -1,0 +1,87 @@
+"""EU battery passport export (Regulation 2023/1542 Art. 77, Annex XIII): a verified on-cell
+passport and its model's signed data sheet, as the JSON document of an industry model, cut to
+what one access tier may read.
+
+Formats: `catenax` (io.catenax.battery.battery_pass 6.1.0). The Battery Pass 1.2.0 models are
+not mapped yet. Every exported attribute, its source, unit conversion and tier is a row of
+the format's attribute table (`catenax.ATTRIBUTES`, written out in docs/eu-mapping.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from passport.chain import check_image
+from passport.datasheet import read_datasheet
+from passport.errors import InputError, VerificationError
+from passport.export import catenax
+from passport.export.context import Context, build_context
+from passport.export.tiers import Tier
+from passport.image import Image
+from passport.records import Birth
+from passport.trust.bundle import TrustBundle
+
+FORMATS = ("catenax",)
+UNVERIFIED_WARNING = (
+    "UNVERIFIED: this passport did not verify against the exporter's trust bundle; nothing in "
+    "this document can be relied on"
+)
+
+__all__ = ["FORMATS", "ExportResult", "Tier", "export_passport"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    document: dict[str, Any]
+    format: str
+    tier: Tier
+    verified: bool
+    missing: list[str] = field(default_factory=list)  # attributes without a value
+    findings: list[str] = field(default_factory=list)  # why it did not verify
+
+
+def export_passport(
+    image: Image,
+    trust: TrustBundle,
+    datasheet: bytes | None,
+    *,
+    fmt: str = "catenax",
+    tier: Tier = Tier.PUBLIC,
+    allow_unverified: bool = False,
+    source: str = "image",
+) -> ExportResult:
+    """Verify, check the data sheet against the birth record's hash, and build the document.
+
+    Raises `VerificationError` for a passport that does not verify (unless
+    `allow_unverified`) or a data sheet that is not the one the birth record names or not
+    OEM-signed; `InputError` for a missing data sheet or an unknown format."""
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r}: {', '.join(FORMATS)} (batterypass is not "
+                         "mapped yet)")  # fmt: skip
+    report = check_image(image, trust)
+    findings = [f"{f.rule}: {f.message}" for f in report.findings]
+    if not report.valid and not allow_unverified:
+        first = report.findings[0]
+        raise VerificationError(
+            f"the passport does not verify, nothing exported: {first.message}",
+            rule=first.rule, source=source,
+        )  # fmt: skip
+    birth = image.birth.body
+    assert isinstance(birth, Birth)
+    if datasheet is None:
+        raise InputError(
+            f"no data sheet: the birth record names {birth.datasheet_sha256.hex()}; give the "
+            "signed sheet (--datasheet) or a registry that holds it (--db)",
+            source=source,
+        )
+    sheet = read_datasheet(
+        datasheet, trust, source="data sheet", expect_sha256=birth.datasheet_sha256
+    )
+    ctx: Context = build_context(
+        image, sheet.fields, sheet_sha256=birth.datasheet_sha256.hex(), verified=report.valid
+    )
+    document, missing = catenax.build(ctx, tier)
+    if not report.valid:
+        document["unverifiedWarning"] = UNVERIFIED_WARNING
+    return ExportResult(document, fmt, tier, report.valid, missing, findings)
