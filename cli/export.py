@@ -12,8 +12,9 @@ import typer
 from cli._common import err, handle_errors
 from cli.verify import load_trust
 from passport._fileio import read_bytes, write_atomic
+from passport.chain import Finding
 from passport.errors import DecodeError, InputError
-from passport.export import FORMATS, Tier, export_passport
+from passport.export import FORMATS, Tier, export_passport, export_records
 from passport.image import Image
 from passport.records import Birth
 from passport.registry import Registry
@@ -22,7 +23,16 @@ from passport.registry.db import DB_ENV
 
 @handle_errors
 def export(
-    image_path: Annotated[Path, typer.Argument(metavar="IMAGE", help="The cell's tag image.")],
+    image_path: Annotated[
+        Path | None, typer.Argument(metavar="IMAGE", help="The cell's tag image (or --cell).")
+    ] = None,
+    cell: Annotated[
+        str | None,
+        typer.Option(
+            help="Export from the registry (--db) instead of a tag: battery id, passport id or "
+            "birth record SHA-256."
+        ),
+    ] = None,
     fmt: Annotated[
         str, typer.Option("--format", help=f"Document model: {', '.join(FORMATS)}.")
     ] = "catenax",
@@ -58,28 +68,47 @@ def export(
     without a value are listed on stderr. Exit 1 if the passport or the data sheet does not
     verify (nothing is written), 2 on bad usage or a missing data sheet.
 
-    Example: passport export demo-out/images/01-09506000134352-21-D00001.t5t --trust
-    demo-out/trust --db demo-out/passport.db --tier public --out passport.json
+    Examples: passport export demo-out/images/01-09506000134352-21-D00001.t5t --trust
+    demo-out/trust --db demo-out/passport.db --tier public --out passport.json;
+    passport export --cell https://id.gs1.org/01/09506000134352/21/D00001 --db
+    demo-out/passport.db --trust demo-out/trust --tier legitimate-interest
     """
     chosen = Tier.parse(tier)
+    if (image_path is None) == (cell is None):
+        raise InputError("give a tag IMAGE or --cell ID (with --db), not both")
     if out is not None and out.exists() and not force:
         raise InputError("already exists (use --force to overwrite)", source=str(out))
     bundle = load_trust(trust, None)
-    try:
-        image = Image.from_bytes(read_bytes(image_path, limit=1 << 20))
-    except DecodeError as exc:
-        raise exc.at(str(image_path)) from None
-    raw: bytes | None = None
-    if datasheet is not None:
-        raw = read_bytes(datasheet, limit=1 << 20)
-    elif db is not None or DB_ENV in os.environ:
-        birth = image.birth.body
+    sheet: bytes | None = read_bytes(datasheet, limit=1 << 20) if datasheet else None
+    if cell is not None:
+        if db is None and not os.environ.get(DB_ENV):
+            raise InputError(f"--cell reads the registry: give --db (or ${DB_ENV})")
+        registry = Registry(db, trust=bundle)
+        records, flagged = registry.history(cell)
+        birth = records[0].body
         assert isinstance(birth, Birth)
-        raw = Registry(db).datasheet(birth.datasheet_sha256)
-    result = export_passport(
-        image, bundle, raw, fmt=fmt, tier=chosen, allow_unverified=allow_unverified,
-        source=str(image_path),
-    )  # fmt: skip
+        if sheet is None:
+            sheet = registry.datasheet(birth.datasheet_sha256)
+        result = export_records(
+            records, bundle, sheet, fmt=fmt, tier=chosen, allow_unverified=allow_unverified,
+            source=f"registry passport {cell}", receipts=registry.receipt_lookup(),
+            extra_findings=[Finding("registry.flagged", None, "the registry has flagged this "
+                                    "passport (fork or clone alert)")] if flagged else [],
+        )  # fmt: skip
+    else:
+        assert image_path is not None
+        try:
+            image = Image.from_bytes(read_bytes(image_path, limit=1 << 20))
+        except DecodeError as exc:
+            raise exc.at(str(image_path)) from None
+        if sheet is None and (db is not None or os.environ.get(DB_ENV)):
+            tag_birth = image.birth.body
+            assert isinstance(tag_birth, Birth)
+            sheet = Registry(db).datasheet(tag_birth.datasheet_sha256)
+        result = export_passport(
+            image, bundle, sheet, fmt=fmt, tier=chosen, allow_unverified=allow_unverified,
+            source=str(image_path),
+        )  # fmt: skip
     if not result.verified:
         err.print(
             "[bold red]WARNING: this passport does NOT verify; the export is marked "

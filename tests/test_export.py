@@ -34,12 +34,16 @@ RUNNER = CliRunner()
 TIERS = list(Tier)
 
 
+DEMO: dict[str, list[str]] = {}  # scenario -> image names, filled by the fixture
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small demo: a PKI, signed data sheets, cells with history, a registry."""
     out = tmp_path_factory.mktemp("export") / "d"
     report = run_demo(out, cells=100, years=2, seed=3)
     assert report.as_expected
+    DEMO.update(report.scenarios)
     return out
 
 
@@ -319,3 +323,68 @@ def test_mapping_doc_lists_every_attribute() -> None:
     assert set(rows) == {a.path for a in cx.ATTRIBUTES}
     for attr in cx.ATTRIBUTES:
         assert rows[attr.path] == attr.tier.label, attr.path
+
+
+# ------------------------------------------------------------------------------ from the registry
+
+
+def _cli(world: Path, *args: str) -> Any:
+    return RUNNER.invoke(app, ["export", "--trust", str(world / "trust"),
+                               "--db", str(world / "passport.db"), *args])  # fmt: skip
+
+
+def test_export_from_the_registry_matches_the_tag_and_adds_the_intake(world: Path) -> None:
+    name = "01-09506000134352-21-D00004.t5t"
+    image = _image(world, name)
+    birth = image.birth.body
+    assert isinstance(birth, Birth)
+    tag = export_passport(image, _trust(world), _sheet_for(world, image),
+                          tier=Tier.LEGITIMATE_INTEREST).document  # fmt: skip
+    for ref in (birth.battery_id, str(birth.passport_id), image.birth.digest.hex()):
+        result = _cli(world, "--cell", ref, "--tier", "legitimate-interest")
+        assert result.exit_code == 0, result.output
+        held = json.loads(result.stdout)
+        assert held["performance"]["rated"] == tag["performance"]["rated"]
+        assert held["materials"] == tag["materials"]
+        # the registry also holds the recycler's intake entry, newer than the tag's history
+        fade = held["performance"]["dynamic"]["capacity"]["fade"]
+        assert fade["time"] >= tag["performance"]["dynamic"]["capacity"]["fade"]["time"]
+
+
+@pytest.mark.parametrize(
+    ("ref", "code", "text"),
+    [
+        pytest.param(lambda: DEMO["forked"][0], 1, "registry.flagged", id="forked"),
+        pytest.param(lambda: "https://id.gs1.org/01/09506000134352/21/NOPE1", 2,
+                     "holds no passport", id="unknown"),
+        pytest.param(lambda: "", 2, "holds no passport", id="empty"),
+    ],
+)  # fmt: skip
+def test_registry_export_refusals(world: Path, ref: Any, code: int, text: str) -> None:
+    value = ref()
+    if value.endswith(".t5t"):
+        birth = _image(world, value).birth.body
+        assert isinstance(birth, Birth)
+        value = str(birth.passport_id)
+    result = _cli(world, "--cell", value)
+    assert result.exit_code == code, result.output
+    assert text in result.output
+    assert result.stdout.strip() == "" or code == 0
+
+
+def test_duplicate_serial_is_ambiguous_in_the_registry(world: Path) -> None:
+    image = _image(world, DEMO["clone-serial"][0])
+    birth = image.birth.body
+    assert isinstance(birth, Birth)
+    result = _cli(world, "--cell", birth.battery_id)
+    assert result.exit_code == 2
+    assert "names 2 passports" in result.output
+    by_birth = _cli(world, "--cell", image.birth.digest.hex(), "--allow-unverified")
+    assert by_birth.exit_code == 0, by_birth.output
+    assert json.loads(by_birth.stdout)["unverifiedWarning"].startswith("UNVERIFIED")
+
+
+def test_image_and_cell_are_exclusive(world: Path) -> None:
+    image = str(world / "images" / "01-09506000134352-21-D00001.t5t")
+    assert _cli(world, image, "--cell", "x").exit_code == 2
+    assert RUNNER.invoke(app, ["export", "--trust", str(world / "trust")]).exit_code == 2

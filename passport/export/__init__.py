@@ -9,17 +9,18 @@ the format's attribute table (`catenax.ATTRIBUTES`, written out in docs/eu-mappi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from passport.chain import check_image
+from passport.chain import Finding, ReceiptLookup, check_records
 from passport.datasheet import read_datasheet
 from passport.errors import InputError, VerificationError
 from passport.export import catenax
-from passport.export.context import Context, build_context
+from passport.export.context import Context, context_from_records
 from passport.export.tiers import Tier
 from passport.image import Image
-from passport.records import Birth
+from passport.records import Birth, SignedRecord
 from passport.trust.bundle import TrustBundle
 
 FORMATS = ("catenax",)
@@ -28,7 +29,7 @@ UNVERIFIED_WARNING = (
     "this document can be relied on"
 )
 
-__all__ = ["FORMATS", "ExportResult", "Tier", "export_passport"]
+__all__ = ["FORMATS", "ExportResult", "Tier", "export_passport", "export_records"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,23 +52,44 @@ def export_passport(
     allow_unverified: bool = False,
     source: str = "image",
 ) -> ExportResult:
-    """Verify, check the data sheet against the birth record's hash, and build the document.
+    """Verify a tag, check the data sheet against the birth record's hash, build the document.
 
     Raises `VerificationError` for a passport that does not verify (unless
     `allow_unverified`) or a data sheet that is not the one the birth record names or not
     OEM-signed; `InputError` for a missing data sheet or an unknown format."""
+    return export_records(
+        image.records, trust, datasheet, fmt=fmt, tier=tier, allow_unverified=allow_unverified,
+        source=source, profile=image.profile.name,
+    )  # fmt: skip
+
+
+def export_records(
+    records: Sequence[SignedRecord],
+    trust: TrustBundle,
+    datasheet: bytes | None,
+    *,
+    fmt: str = "catenax",
+    tier: Tier = Tier.PUBLIC,
+    allow_unverified: bool = False,
+    source: str = "registry",
+    profile: str = "",
+    receipts: ReceiptLookup | None = None,
+    extra_findings: Sequence[Finding] = (),
+) -> ExportResult:
+    """The same from a history as records (a tag's, or the registry's full chain)."""
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}: {', '.join(FORMATS)} (batterypass is not "
                          "mapped yet)")  # fmt: skip
-    report = check_image(image, trust)
-    findings = [f"{f.rule}: {f.message}" for f in report.findings]
-    if not report.valid and not allow_unverified:
-        first = report.findings[0]
+    report = check_records(records, trust, receipts=receipts)
+    found = [*report.findings, *extra_findings]
+    findings = [f"{f.rule}: {f.message}" for f in found]
+    if found and not allow_unverified:
+        first = found[0]
         raise VerificationError(
             f"the passport does not verify, nothing exported: {first.message}",
             rule=first.rule, source=source,
         )  # fmt: skip
-    birth = image.birth.body
+    birth = records[0].body
     assert isinstance(birth, Birth)
     if datasheet is None:
         raise InputError(
@@ -78,10 +100,11 @@ def export_passport(
     sheet = read_datasheet(
         datasheet, trust, source="data sheet", expect_sha256=birth.datasheet_sha256
     )
-    ctx: Context = build_context(
-        image, sheet.fields, sheet_sha256=birth.datasheet_sha256.hex(), verified=report.valid
-    )
+    ctx: Context = context_from_records(
+        records, profile, sheet.fields, sheet_sha256=birth.datasheet_sha256.hex(),
+        verified=not found,
+    )  # fmt: skip
     document, missing = catenax.build(ctx, tier)
-    if not report.valid:
+    if found:
         document["unverifiedWarning"] = UNVERIFIED_WARNING
-    return ExportResult(document, fmt, tier, report.valid, missing, findings)
+    return ExportResult(document, fmt, tier, not found, missing, findings)

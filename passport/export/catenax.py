@@ -238,8 +238,8 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               lambda c: {"manufacturerPartId": _sheet("part_number")(c) or c.birth.model,
                          "nameAtManufacturer": c.birth.model}),
     Attribute("identification.identification.dataCarrier", P, "Art. 77(3)", "passport",
-              "constant", lambda c: {"carrierType": "NFC",
-                                     "carrierLayout": f"NFC Forum Type 5 tag ({c.profile})"}),
+              "constant", lambda c: {"carrierType": "NFC", "carrierLayout": "NFC Forum Type 5 tag"
+                                     + (f" ({c.profile})" if c.profile else "")}),
     # operation
     Attribute("operation.manufacturer.manufacturingDate", P, "XIII 1(a), VI A",
               "cell:manufacture_date", "date -> YYYY-MM-DD",

@@ -8,7 +8,7 @@ Values stay in the on-cell fixed-point units here; each exported attribute conve
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,14 +57,28 @@ def build_context(
     sheet_sha256: str = "",
     verified: bool = True,
 ) -> Context:
-    """Running values of the tag's history: a checkpoint stands for what it evicted."""
-    birth = image.birth.body
+    """The context of a tag: its records, in order (a checkpoint stands for what it evicted)."""
+    return context_from_records(
+        image.records, image.profile.name, sheet, sheet_sha256=sheet_sha256, verified=verified
+    )
+
+
+def context_from_records(
+    records: Sequence[SignedRecord],
+    profile: str,
+    sheet: Mapping[str, Any] | None = None,
+    *,
+    sheet_sha256: str = "",
+    verified: bool = True,
+) -> Context:
+    """Running values of a history: the birth record, then checkpoints and entries in order
+    (a tag's, or the registry's full chain)."""
+    first = records[0]
+    birth = first.body
     assert isinstance(birth, Birth)
     latest: dict[str, Stamped] = {}
     events: list[tuple[Event, int, str]] = []
-    records: list[SignedRecord] = [image.checkpoint] if image.checkpoint is not None else []
-    records.extend(image.entries)
-    for record in records:
+    for record in records[1:]:
         body = record.body
         assert isinstance(body, Entry | Checkpoint)
         values: Values = body.values
@@ -74,14 +88,12 @@ def build_context(
                 continue
             if new is not None:
                 latest[name] = Stamped(new, body.time, digest)
-        if isinstance(body, Entry):
-            events.extend((e, body.time, digest) for e in values.events)
-        else:  # a checkpoint carries the events ever reported before it, without their times
-            events.extend((e, body.time, digest) for e in values.events)
+        # a checkpoint carries every event reported before it, stamped with its own time
+        events.extend((e, body.time, digest) for e in values.events)
     return Context(
         birth=birth,
-        birth_sha256=image.birth.digest.hex(),
-        profile=image.profile.name,
+        birth_sha256=first.digest.hex(),
+        profile=profile,
         values=latest,
         events=tuple(events),
         sheet=dict(sheet or {}),

@@ -19,7 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -362,6 +362,48 @@ class Registry:
                 .order_by(record_t.c.seq)
             ).all()
         return [SignedRecord.from_bytes(bytes(raw)) for (raw,) in rows]
+
+    def history(self, ref: str) -> tuple[list[SignedRecord], bool]:
+        """A passport's full history as the registry holds it: the birth record, then the
+        entries along its chain to the newest (`ref` is a battery id, passport id or birth
+        record SHA-256 hex); and whether the registry flagged it (fork or clone)."""
+        ref = ref.strip()
+        with self._guard("reading"), self._connect() as conn:
+            clauses = [cell_t.c.battery_id == ref, cell_t.c.passport_id == ref]
+            if len(ref) == 64 and all(c in "0123456789abcdefABCDEF" for c in ref):
+                clauses.append(cell_t.c.birth_digest == bytes.fromhex(ref))
+            cells = conn.execute(
+                select(cell_t.c.id, cell_t.c.birth_digest, cell_t.c.flagged).where(
+                    or_(*clauses)
+                )
+            ).all()
+            if not cells:
+                raise InputError(f"the registry holds no passport {ref!r}")
+            if len(cells) > 1:
+                raise InputError(
+                    f"{ref!r} names {len(cells)} passports in the registry (a clone): use the "
+                    "birth record's SHA-256 or export from the tag"
+                )
+            cell = cells[0]
+            rows = conn.execute(
+                select(record_t.c.digest, record_t.c.raw).where(record_t.c.cell_id == cell.id)
+            ).all()
+            head = conn.execute(
+                select(chain_head_t.c.digest).where(chain_head_t.c.cell_id == cell.id)
+            ).scalar_one_or_none()
+        held = {bytes(d): SignedRecord.from_bytes(bytes(raw)) for d, raw in rows}
+        birth = held.get(bytes(cell.birth_digest))
+        if birth is None:
+            raise StorageError(f"the registry lost the birth record of {ref!r}")
+        chain: list[SignedRecord] = []
+        digest = bytes(head) if head is not None else birth.digest
+        while digest != birth.digest:
+            record = held.get(digest)
+            if record is None or not isinstance(record.body, Entry):
+                raise StorageError(f"the registry's chain of {ref!r} is broken at {digest.hex()}")
+            chain.append(record)
+            digest = record.body.prev
+        return [birth, *reversed(chain)], bool(cell.flagged)
 
     def check_image(self, image: Image) -> RegistryCheck:
         """Compare a tag with what the registry holds: unknown, rolled back, forked, flagged."""
