@@ -373,9 +373,7 @@ class Registry:
             if len(ref) == 64 and all(c in "0123456789abcdefABCDEF" for c in ref):
                 clauses.append(cell_t.c.birth_digest == bytes.fromhex(ref))
             cells = conn.execute(
-                select(cell_t.c.id, cell_t.c.birth_digest, cell_t.c.flagged).where(
-                    or_(*clauses)
-                )
+                select(cell_t.c.id, cell_t.c.birth_digest, cell_t.c.flagged).where(or_(*clauses))
             ).all()
             if not cells:
                 raise InputError(f"the registry holds no passport {ref!r}")
