@@ -322,6 +322,51 @@ def _datasheets(out: Path, key: Any, cert: Any, start: int) -> dict[str, bytes]:
                                  "declaration_of_conformity", "due_diligence", "test_report",
                                  "labels", "safety_measures", "dismantling")
                 },
+                "manufacturer_contact": {
+                    "name": "ACME Cells GmbH", "identifier": "BPNL000000000ACM",
+                    "street_address": "Zellenweg 1", "postal_code": "12489", "country": "DE",
+                    "web": "https://acme.example", "email": "passport@acme.example",
+                },
+                "operator_contact": {
+                    "name": "ACME Cells Europe B.V.", "identifier": "BPNL000000000ACE",
+                    "street_address": "Accuplein 2", "postal_code": "1011 AB", "country": "NL",
+                    "web": "https://eu.acme.example", "email": "operator@acme.example",
+                },
+                "facility_addresses": {"DE-BER1": {"street_address": "Werkstrasse 5",
+                                                   "postal_code": "12489", "country": "DE"}},
+                "rated_energy_wh": round(energy_wh, 2),
+                "rated_max_power_w": round(energy_wh * (3.0 if lfp else 2.0), 1),
+                "power_capability_w": [
+                    {"soc_pct": 80, "power_w": round(energy_wh * (3.0 if lfp else 2.0), 1)},
+                    {"soc_pct": 20, "power_w": round(energy_wh * (2.2 if lfp else 1.4), 1)},
+                ],
+                "round_trip_efficiency_pct": {"initial": 96.0 if lfp else 94.5,
+                                              "at_50pct_cycle_life": 94.0 if lfp else 92.0},
+                "expected_lifetime_years": 15 if lfp else 10,
+                "lifetime_reference_test_url":
+                    f"https://acme.example/{d.model}/cycle-life-test.pdf",
+                "cycle_life_test_c_rate": 0.5,
+                "recycled_content_shares_pct": {
+                    "cobalt": {"pre_consumer": 0 if lfp else 10, "post_consumer": 0 if lfp else 6},
+                    "lithium": {"pre_consumer": 4, "post_consumer": 2},
+                    "nickel": {"pre_consumer": 0 if lfp else 4, "post_consumer": 0 if lfp else 2},
+                    "lead": {"pre_consumer": 0, "post_consumer": 0},
+                },
+                "renewable_content_pct": 2.5,
+                "spare_part_sources": [{
+                    "name": "ACME Cells Service", "street_address": "Zellenweg 3",
+                    "postal_code": "12489", "country": "DE", "email": "spares@acme.example",
+                    "web": "https://acme.example/spares",
+                    "components": [{"name": "cell", "part_number": f"{d.model}-CELL-R3"},
+                                   {"name": "cell holder", "part_number": f"{d.model}-HLD-1"}],
+                }],
+                "dismantling_documents": [
+                    {"type": "dismantling_manual", "mime_type": "application/pdf",
+                     "url": f"https://acme.example/{d.model}/dismantling-manual.pdf"},
+                    {"type": "drawing", "mime_type": "application/pdf",
+                     "url": f"https://acme.example/{d.model}/exploded-view.pdf"},
+                ],
+                "collection_information_url": "https://acme.example/take-back",
                 "demo": "illustrative values, not a real product",
             },
         )  # fmt: skip

@@ -2,9 +2,11 @@
 passport and its model's signed data sheet, as the JSON document of an industry model, cut to
 what one access tier may read.
 
-Formats: `catenax` (io.catenax.battery.battery_pass 6.1.0). The Battery Pass 1.2.0 models are
-not mapped yet. Every exported attribute, its source, unit conversion and tier is a row of
-the format's attribute table (`catenax.ATTRIBUTES`, written out in docs/eu-mapping.md).
+Formats: `catenax` (io.catenax.battery.battery_pass 6.1.0) and `batterypass` (the Battery Pass
+1.2.0 models GeneralProductInformation, PerformanceAndDurability and Circularity, one member
+each). Every exported attribute, its source, unit conversion and tier is a row of the format's
+attribute table (`catenax.ATTRIBUTES`, `batterypass.ATTRIBUTES`, written out in
+docs/eu-mapping.md).
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from typing import Any
 from passport.chain import Finding, ReceiptLookup, check_records
 from passport.datasheet import read_datasheet
 from passport.errors import InputError, VerificationError
-from passport.export import catenax
+from passport.export import batterypass, catenax
 from passport.export.context import Context, context_from_records
 from passport.export.tiers import Tier
 from passport.image import Image
 from passport.records import Birth, SignedRecord
 from passport.trust.bundle import TrustBundle
 
-FORMATS = ("catenax",)
+FORMATS = ("catenax", "batterypass")
 UNVERIFIED_WARNING = (
     "UNVERIFIED: this passport did not verify against the exporter's trust bundle; nothing in "
     "this document can be relied on"
@@ -78,8 +80,7 @@ def export_records(
 ) -> ExportResult:
     """The same from a history as records (a tag's, or the registry's full chain)."""
     if fmt not in FORMATS:
-        raise InputError(f"unknown format {fmt!r}: {', '.join(FORMATS)} (batterypass is not "
-                         "mapped yet)")  # fmt: skip
+        raise InputError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     report = check_records(records, trust, receipts=receipts)
     found = [*report.findings, *extra_findings]
     findings = [f"{f.rule}: {f.message}" for f in found]
@@ -104,7 +105,8 @@ def export_records(
         records, profile, sheet.fields, sheet_sha256=birth.datasheet_sha256.hex(),
         verified=not found,
     )  # fmt: skip
-    document, missing = catenax.build(ctx, tier)
+    build = batterypass.build if fmt == "batterypass" else catenax.build
+    document, missing = build(ctx, tier)
     if found:
         document["unverifiedWarning"] = UNVERIFIED_WARNING
     return ExportResult(document, fmt, tier, not found, missing, findings)
