@@ -38,7 +38,7 @@ def export(
     ] = "catenax",
     tier: Annotated[
         str,
-        typer.Option(help="Who reads it: public, legitimate-interest or authority (Annex XIII)."),
+        typer.Option(help="Who reads it: public, legitimate-interest or authority (Art. 77(2))."),
     ] = "public",
     trust: Annotated[Path | None, typer.Option(help="The trust bundle directory.")] = None,
     datasheet: Annotated[
@@ -58,13 +58,13 @@ def export(
         typer.Option(help="Export a passport that does not verify, marked UNVERIFIED inside."),
     ] = False,
 ) -> None:
-    """Export a verified passport as the Catena-X battery passport (6.1.0) JSON for one tier.
+    """Export a verified passport as Catena-X 6.1.0 or Battery Pass 1.2.0 JSON for one tier.
 
     The passport must verify against the trust bundle, and the data sheet (materials, carbon
     footprint, documents) must be the OEM-signed one whose SHA-256 its birth record carries.
-    A public export holds only Annex XIII(1) attributes; legitimate-interest adds the detailed
-    composition, dismantling and safety information and the battery's own state of health and
-    history (Annex XIII 2 and 4); authority adds the test reports (Annex XIII 3). Attributes
+    Tiers follow Art. 77(2): public holds Annex XIII point 1; legitimate-interest adds point 2
+    (detailed composition, spare parts, dismantling, safety measures) and point 4 (the battery's
+    state of health and history); authority adds point 2 and point 3 (test reports). Attributes
     without a value are listed on stderr. Exit 1 if the passport or the data sheet does not
     verify (nothing is written), 2 on bad usage or a missing data sheet.
 

@@ -22,6 +22,7 @@ from passport.errors import InputError, VerificationError
 from passport.export import Tier, export_passport
 from passport.export import catenax as cx
 from passport.export.context import build_context
+from passport.export.tiers import Access
 from passport.image import Image
 from passport.records import Birth, Entry, Event, Kind, SignedRecord, SohMethod, Values
 from passport.registry import Registry
@@ -82,7 +83,7 @@ def _schema() -> dict[str, Any]:
 
 
 def exported_paths(tier: Tier, missing: list[str]) -> set[str]:
-    return {a.path for a in cx.ATTRIBUTES if a.tier <= tier and a.path not in missing}
+    return {a.path for a in cx.ATTRIBUTES if tier.sees(a.tier) and a.path not in missing}
 
 
 @pytest.mark.parametrize("tier", TIERS, ids=lambda t: t.label)
@@ -114,7 +115,7 @@ def test_a_tier_never_contains_a_higher_tiers_attribute(world: Path, tier: Tier)
     doc = export_passport(image, _trust(world), _sheet_for(world, image), tier=tier).document
     present = _paths(doc)
     for attr in cx.ATTRIBUTES:
-        if attr.tier > tier:
+        if not tier.sees(attr.tier):
             assert attr.path not in present, f"{attr.path} ({attr.tier.label}) in {tier.label}"
 
 
@@ -122,20 +123,26 @@ def test_higher_tiers_add_attributes(world: Path) -> None:
     image = _image(world)
     sheet = _sheet_for(world, image)
     docs = {t: _paths(export_passport(image, _trust(world), sheet, tier=t).document) for t in Tier}
-    assert docs[Tier.PUBLIC] < docs[Tier.LEGITIMATE_INTEREST] < docs[Tier.AUTHORITY]
-    assert "performance.dynamic.capacity.fade" in docs[Tier.LEGITIMATE_INTEREST]
-    assert "safety.dismantling" in docs[Tier.LEGITIMATE_INTEREST]
+    assert docs[Tier.PUBLIC] < docs[Tier.LEGITIMATE_INTEREST]
+    assert docs[Tier.PUBLIC] < docs[Tier.AUTHORITY]
+    # Art. 77(2): point 2 to both, point 3 to authorities only, point 4 to legitimate interest
+    for both in ("safety.dismantling", "materials.composition"):
+        assert both in docs[Tier.LEGITIMATE_INTEREST]
+        assert both in docs[Tier.AUTHORITY]
     assert "conformity.resultOfTestReport" in docs[Tier.AUTHORITY]
+    assert "conformity.resultOfTestReport" not in docs[Tier.LEGITIMATE_INTEREST]
+    assert "performance.dynamic.capacity.fade" in docs[Tier.LEGITIMATE_INTEREST]
+    assert "performance.dynamic" not in docs[Tier.AUTHORITY]
 
 
-def test_every_public_attribute_cites_annex_xiii_point_1_or_is_identification() -> None:
+def test_every_attribute_cites_the_annex_xiii_point_of_its_access() -> None:
     for attr in cx.ATTRIBUTES:
-        if attr.tier is Tier.PUBLIC and attr.annex not in ("-",):
+        if attr.tier is Access.POINT_1 and attr.annex != "-":
             assert re.search(r"XIII 1|Art\. \d+", attr.annex), attr.path
-        if attr.tier is Tier.LEGITIMATE_INTEREST:
-            assert re.search(r"XIII [24]|VII", attr.annex), attr.path
-        if attr.tier is Tier.AUTHORITY:
-            assert "XIII 3" in attr.annex, attr.path
+        elif attr.tier is Access.POINT_4:
+            assert re.search(r"XIII 4|VII", attr.annex), attr.path
+        elif attr.tier is not Access.POINT_1:
+            assert f"XIII {int(attr.tier)}" in attr.annex, attr.path
 
 
 # ------------------------------------------------------------------------------ units
@@ -318,7 +325,7 @@ def test_cli_exports_and_maps_errors_to_exit_codes(world: Path, tmp_path: Path) 
 def test_mapping_doc_lists_every_attribute() -> None:
     text = (ROOT / "docs" / "eu-mapping.md").read_text(encoding="utf-8")
     text = text.split("## Catena-X battery passport 6.1.0", 1)[1].split("\n## ")[0]
-    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([^`]+)` \| ([a-z-]+) \|", text,
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([^`]+)` \| ([a-z+-]+) \|", text,
                                                           re.M)}  # fmt: skip
     assert set(rows) == {a.path for a in cx.ATTRIBUTES}
     for attr in cx.ATTRIBUTES:

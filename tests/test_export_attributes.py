@@ -148,10 +148,14 @@ def test_attribute_value_and_unit(attr: cx.Attribute) -> None:
     )
 
 
-def test_the_built_document_places_each_value_at_its_path() -> None:
-    doc, missing = cx.build(_ctx(), Tier.AUTHORITY)
+@pytest.mark.parametrize("tier", [Tier.LEGITIMATE_INTEREST, Tier.AUTHORITY], ids=lambda t: t.label)
+def test_the_built_document_places_each_value_at_its_path(tier: Tier) -> None:
+    doc, missing = cx.build(_ctx(), tier)
     assert missing == []
-    for path, expected in CASES.items():
+    for attr in cx.ATTRIBUTES:
+        if not tier.sees(attr.tier):
+            continue
+        path, expected = attr.path, CASES[attr.path]
         node: Any = doc
         for part in path.split("."):
             node = node[part]

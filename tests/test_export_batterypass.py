@@ -23,6 +23,7 @@ from passport.export import FORMATS, Tier, export_passport
 from passport.export import batterypass as bp
 from passport.export import catenax as cx
 from passport.export.context import build_context, utc
+from passport.export.tiers import Access
 from passport.image import Image
 from passport.records import Birth, Entry, Event, Kind, SignedRecord, SohMethod, Status, Values
 from passport.registry import Registry
@@ -106,7 +107,7 @@ def _schema(member: str) -> dict[str, Any]:
 
 
 def exported(tier: Tier, missing: list[str]) -> set[str]:
-    return {a.path for a in bp.ATTRIBUTES if a.tier <= tier and a.path not in missing}
+    return {a.path for a in bp.ATTRIBUTES if tier.sees(a.tier) and a.path not in missing}
 
 
 def member_paths(member: str, paths: set[str]) -> set[str]:
@@ -155,7 +156,7 @@ def test_a_tier_never_contains_a_higher_tiers_attribute(world: Path, tier: Tier)
     doc, _ = _export(world, tier)
     present = _paths(doc)
     for attr in bp.ATTRIBUTES:
-        if attr.tier > tier:
+        if not tier.sees(attr.tier):
             assert attr.path not in present, f"{attr.path} ({attr.tier.label}) in {tier.label}"
     # nor does it hold a restricted value under another name
     if tier is Tier.PUBLIC:
@@ -166,21 +167,25 @@ def test_a_tier_never_contains_a_higher_tiers_attribute(world: Path, tier: Tier)
         assert "safetyInstructions" not in doc[bp.CIRC]["safetyMeasures"]
 
 
-def test_higher_tiers_add_attributes(world: Path) -> None:
+def test_restricted_tiers_add_their_points(world: Path) -> None:
+    """Art. 77(2): point 2 goes to both restricted tiers, point 4 to legitimate interest only
+    (and no Battery Pass 1.2.0 attribute is a point 3 test report)."""
     docs = {t: _paths(_export(world, t)[0]) for t in Tier}
     assert docs[Tier.PUBLIC] < docs[Tier.LEGITIMATE_INTEREST]
-    # no Battery Pass 1.2.0 attribute is an Annex XIII 3 test report
-    assert docs[Tier.LEGITIMATE_INTEREST] == docs[Tier.AUTHORITY]
-    li = docs[Tier.LEGITIMATE_INTEREST]
-    for path in (f"{bp.COND}.capacityFade", f"{bp.GPI}.batteryStatus",
-                 f"{bp.CIRC}.dismantlingAndRemovalInformation", f"{bp.CIRC}.sparePartSources",
+    assert docs[Tier.PUBLIC] < docs[Tier.AUTHORITY] < docs[Tier.LEGITIMATE_INTEREST]
+    for path in (f"{bp.CIRC}.dismantlingAndRemovalInformation", f"{bp.CIRC}.sparePartSources",
                  f"{bp.CIRC}.safetyMeasures.safetyInstructions"):  # fmt: skip
-        assert path in li, path
+        assert path in docs[Tier.LEGITIMATE_INTEREST], path
+        assert path in docs[Tier.AUTHORITY], path
+        assert path not in docs[Tier.PUBLIC], path
+    for path in (f"{bp.COND}.capacityFade", f"{bp.GPI}.batteryStatus"):
+        assert path in docs[Tier.LEGITIMATE_INTEREST], path
+        assert path not in docs[Tier.AUTHORITY], path
         assert path not in docs[Tier.PUBLIC], path
 
 
 def test_the_demo_sheet_leaves_out_only_what_the_demo_history_lacks(world: Path) -> None:
-    _, missing = _export(world, Tier.AUTHORITY)
+    _, missing = _export(world, Tier.LEGITIMATE_INTEREST)
     # the demo's histories report no cold minutes, power SoH or resistance, and this cell no
     # negative event; everything else has a value
     assert set(missing) == {
@@ -194,12 +199,12 @@ def test_the_demo_sheet_leaves_out_only_what_the_demo_history_lacks(world: Path)
 def test_every_attribute_cites_the_annex_point_of_its_tier() -> None:
     for attr in bp.ATTRIBUTES:
         assert attr.path.split(".")[0] in bp.MEMBERS, attr.path
-        if attr.tier is Tier.PUBLIC:
+        if attr.tier is Access.POINT_1:
             assert re.search(r"XIII 1|Art\. \d+", attr.annex), attr.path
             assert not re.search(r"XIII [234]", attr.annex), attr.path
-        if attr.tier is Tier.LEGITIMATE_INTEREST:
-            assert re.search(r"XIII [24]", attr.annex), attr.path
-        assert attr.tier is not Tier.AUTHORITY
+        else:
+            assert f"XIII {int(attr.tier)}" in attr.annex, attr.path
+        assert attr.tier is not Access.POINT_3
     paths = [a.path for a in bp.ATTRIBUTES]
     assert len(paths) == len(set(paths))
     # no attribute sits inside another (the builder would overwrite one with the other)

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from passport.export.context import Context, Stamped, utc
-from passport.export.tiers import Tier
+from passport.export.tiers import Access, Tier
 from passport.records import Chemistry, Event
 
 SPEC_VERSION = "urn:io.catenax.battery.battery_pass:6.1.0"
-P, LI, AU = Tier.PUBLIC, Tier.LEGITIMATE_INTEREST, Tier.AUTHORITY
+A1, L2, A3, L4 = Access.POINT_1, Access.POINT_2, Access.POINT_3, Access.POINT_4
 
 Getter = Callable[[Context], Any]
 
@@ -28,7 +28,7 @@ Getter = Callable[[Context], Any]
 @dataclass(frozen=True, slots=True)
 class Attribute:
     path: str
-    tier: Tier
+    tier: Access  # the Annex XIII point: who may read it (tiers.py)
     annex: str  # where Regulation 2023/1542 asks for it
     source: str
     conversion: str  # stored unit -> schema unit, in words
@@ -222,45 +222,45 @@ def _rated_resistance(ctx: Context) -> Any:
 
 
 ATTRIBUTES: tuple[Attribute, ...] = (
-    Attribute("specVersion", P, "-", "passport", "constant", _const(SPEC_VERSION)),
+    Attribute("specVersion", A1, "-", "passport", "constant", _const(SPEC_VERSION)),
     # identification (Annex XIII 1(a), Annex VI part A)
-    Attribute("identification.category", P, "XIII 1(a), VI A", "sheet:category",
+    Attribute("identification.category", A1, "XIII 1(a), VI A", "sheet:category",
               "ev/lmt/sli/... -> EV/LMT/SLI/...",
               lambda c: _CATEGORY.get(str(_sheet("category")(c)).lower())),
-    Attribute("identification.chemistry", P, "XIII 1(b)", "cell:chemistry",
+    Attribute("identification.chemistry", A1, "XIII 1(b)", "cell:chemistry",
               "code -> name", lambda c: _CHEMISTRY[c.birth.chemistry]),
-    Attribute("identification.idDmc", P, "XIII 1(a)", "cell:battery_id", "as stored",
+    Attribute("identification.idDmc", A1, "XIII 1(a)", "cell:battery_id", "as stored",
               lambda c: c.birth.battery_id),
-    Attribute("identification.identification.serial", P, "XIII 1(a), VI A", "cell:battery_id",
+    Attribute("identification.identification.serial", A1, "XIII 1(a), VI A", "cell:battery_id",
               "as stored", lambda c: [{"key": "partInstanceId", "value": c.birth.battery_id}]),
-    Attribute("identification.identification.type", P, "XIII 1(a), VI A",
+    Attribute("identification.identification.type", A1, "XIII 1(a), VI A",
               "sheet:part_number, cell:model", "as stored",
               lambda c: {"manufacturerPartId": _sheet("part_number")(c) or c.birth.model,
                          "nameAtManufacturer": c.birth.model}),
-    Attribute("identification.identification.dataCarrier", P, "Art. 77(3)", "passport",
+    Attribute("identification.identification.dataCarrier", A1, "Art. 77(3)", "passport",
               "constant", lambda c: {"carrierType": "NFC", "carrierLayout": "NFC Forum Type 5 tag"
                                      + (f" ({c.profile})" if c.profile else "")}),
     # operation
-    Attribute("operation.manufacturer.manufacturingDate", P, "XIII 1(a), VI A",
+    Attribute("operation.manufacturer.manufacturingDate", A1, "XIII 1(a), VI A",
               "cell:manufacture_date", "date -> YYYY-MM-DD",
               lambda c: c.birth.manufacture_date.isoformat()),
-    Attribute("operation.manufacturer.manufacturer", P, "XIII 1(a), VI A",
+    Attribute("operation.manufacturer.manufacturer", A1, "XIII 1(a), VI A",
               "sheet:economic_operator_bpnl", "as given", _sheet("economic_operator_bpnl")),
-    Attribute("operation.manufacturer.facility", P, "XIII 1(a), VI A",
+    Attribute("operation.manufacturer.facility", A1, "XIII 1(a), VI A",
               "sheet:facilities[cell:site]", "site code -> BPNA",
               lambda c: ([{"facility": f}] if (f := (_sheet("facilities")(c) or {})
                                                .get(c.birth.site)) else None)),
     # characteristics
-    Attribute("characteristics.physicalDimension.weight", P, "XIII 1(a), VI A",
+    Attribute("characteristics.physicalDimension.weight", A1, "XIII 1(a), VI A",
               "sheet:weight_kg", "kg -> {value, unit:kilogram}",
               lambda c: None if (w := _sheet("weight_kg")(c)) is None
               else {"value": float(w), "unit": "unit:kilogram"}),
-    Attribute("characteristics.warranty", P, "XIII 1(m)", "sheet:warranty_years",
+    Attribute("characteristics.warranty", A1, "XIII 1(m)", "sheet:warranty_years",
               "years -> {lifeValue, unit:year}",
               lambda c: None if (y := _sheet("warranty_years")(c)) is None
               else {"lifeValue": y, "lifeUnit": "unit:year"}),
     # sustainability
-    Attribute("sustainability.carbonFootprint", P, "XIII 1(c), Art. 7",
+    Attribute("sustainability.carbonFootprint", A1, "XIII 1(c), Art. 7",
               "sheet:carbon_footprint_kg_co2e_per_kwh", "kg CO2e/kWh, as given",
               lambda c: None if (v := _sheet("carbon_footprint_kg_co2e_per_kwh")(c)) is None
               or _doc("carbon_footprint", "")(c) is None else [{
@@ -269,22 +269,22 @@ ATTRIBUTES: tuple[Attribute, ...] = (
                   "declaration": _doc("carbon_footprint", "Carbon footprint declaration")(c),
                   "manufacturingPlant": [{"facility": _sheet("facility_bpna")(c)}]
                   if _sheet("facility_bpna")(c) else []}]),
-    Attribute("sustainability.documents.separateCollection", P, "XIII 1(q), Art. 60",
+    Attribute("sustainability.documents.separateCollection", A1, "XIII 1(q), Art. 60",
               "sheet:documents.separate_collection", "URL -> document",
               _doc("separate_collection", "Separate collection")),
-    Attribute("sustainability.documents.wastePrevention", P, "XIII 1(q), Art. 60",
+    Attribute("sustainability.documents.wastePrevention", A1, "XIII 1(q), Art. 60",
               "sheet:documents.waste_prevention", "URL -> document",
               _doc("waste_prevention", "Waste prevention")),
-    Attribute("sustainability.status", LI, "XIII 4(d)", "cell:status", "code -> name",
+    Attribute("sustainability.status", L4, "XIII 4(c)", "cell:status", "code -> name",
               lambda c: _STATUS[int(c.status)]),
     # materials (recycled content: XIII 1(e); detailed composition: XIII 2(a))
-    Attribute("materials.active.cobalt", P, "XIII 1(e), Art. 8",
+    Attribute("materials.active.cobalt", A1, "XIII 1(e), Art. 8",
               "sheet:recycled_content_pct.cobalt", "%, as given", _material("cobalt")),
-    Attribute("materials.active.lithium", P, "XIII 1(e), Art. 8",
+    Attribute("materials.active.lithium", A1, "XIII 1(e), Art. 8",
               "sheet:recycled_content_pct.lithium", "%, as given", _material("lithium")),
-    Attribute("materials.active.nickel", P, "XIII 1(e), Art. 8",
+    Attribute("materials.active.nickel", A1, "XIII 1(e), Art. 8",
               "sheet:recycled_content_pct.nickel", "%, as given", _material("nickel")),
-    Attribute("materials.composition", LI, "XIII 2(a)", "sheet:composition",
+    Attribute("materials.composition", L2, "XIII 2(a)", "sheet:composition",
               "list of {name, cas, concentration_pct, location} -> composition",
               lambda c: None if not isinstance(comp := _sheet("composition")(c), list) else [{
                   "id": [{"id": m["cas"], "type": "CAS", "name": m["name"]}],
@@ -294,71 +294,71 @@ ATTRIBUTES: tuple[Attribute, ...] = (
                   "recycled": float(m.get("recycled_pct", 0)), "location": m["location"],
                   "renewable": float(m.get("renewable_pct", 0))} for m in comp]),
     # performance: rated (XIII 1(g)-(o)) and dynamic (XIII 4, Annex VII)
-    Attribute("performance.rated.capacity", P, "XIII 1(g), 1(k)",
+    Attribute("performance.rated.capacity", A1, "XIII 1(g), 1(k)",
               "cell:rated_capacity_mah, exhaustion_threshold_cpct, capacity_test",
               "mAh -> Ah; 0.01 % -> %; 0.1 degC -> degC", _rated_capacity),
-    Attribute("performance.rated.voltage", P, "XIII 1(h)", "cell:min/nominal/max_voltage_mv",
+    Attribute("performance.rated.voltage", A1, "XIII 1(h)", "cell:min/nominal/max_voltage_mv",
               "mV -> V", _rated_voltage),
-    Attribute("performance.rated.resistance", P, "XIII 1(o)",
+    Attribute("performance.rated.resistance", A1, "XIII 1(o)",
               "cell:initial_resistance_uohm, resistance_test",
               "micro-ohm -> ohm (pack = cell: one cell); 0.1 degC -> degC", _rated_resistance),
-    Attribute("performance.rated.temperature", P, "XIII 1(l)", "sheet:temperature_range_c",
+    Attribute("performance.rated.temperature", A1, "XIII 1(l)", "sheet:temperature_range_c",
               "degC, as given",
               lambda c: None if not isinstance(t := _sheet("temperature_range_c")(c), dict)
               else {"lower": float(t["lower"]), "upper": float(t["upper"])}),
-    Attribute("performance.rated.lifetime.cycleLifeTesting.cycles", P, "XIII 1(j)",
+    Attribute("performance.rated.lifetime.cycleLifeTesting.cycles", A1, "XIII 1(j)",
               "cell:expected_cycle_life", "cycles, as stored",
               lambda c: c.birth.expected_cycle_life),
-    Attribute("performance.dynamic.capacity.capacity", LI, "XIII 4, VII",
+    Attribute("performance.dynamic.capacity.capacity", L4, "XIII 4, VII",
               "cell:soh_capacity_cpct x rated_capacity_mah", "SoH x rated -> Ah",
               _capacity_now),
-    Attribute("performance.dynamic.capacity.fade", LI, "XIII 4(a), IV",
+    Attribute("performance.dynamic.capacity.fade", L4, "XIII 4(a), IV",
               "cell:soh_capacity_cpct", "100 % - SoH (0.01 % -> %)", _capacity_fade),
-    Attribute("performance.dynamic.capacity.throughput", LI, "VII", "cell:ah_deci",
+    Attribute("performance.dynamic.capacity.throughput", L4, "VII", "cell:ah_deci",
               "0.1 Ah -> Ah", _stamped("ah_deci", deci_to_unit)),
-    Attribute("performance.dynamic.fullCycles", LI, "XIII 4, VII", "cell:fec_deci",
+    Attribute("performance.dynamic.fullCycles", L4, "XIII 4, VII", "cell:fec_deci",
               "0.1 cycle -> cycles (whole)", _stamped("fec_deci", lambda d: int(d // 10))),
-    Attribute("performance.dynamic.energy.throughput", LI, "VII", "cell:wh", "Wh -> kWh",
+    Attribute("performance.dynamic.energy.throughput", L4, "VII", "cell:wh", "Wh -> kWh",
               _stamped("wh", wh_to_kwh)),
-    Attribute("performance.dynamic.resistance.increase", LI, "XIII 4(a), IV",
+    Attribute("performance.dynamic.resistance.increase", L4, "XIII 4(a), IV",
               "cell:resistance_uohm / initial_resistance_uohm", "ratio -> % increase",
               _resistance_increase),
-    Attribute("performance.dynamic.resistance.remaining", LI, "XIII 4, VII",
+    Attribute("performance.dynamic.resistance.remaining", L4, "XIII 4, VII",
               "cell:resistance_uohm", "micro-ohm -> ohm", _resistance_remaining),
-    Attribute("performance.dynamic.negativeEvents", LI, "XIII 4, VII", "cell:events",
+    Attribute("performance.dynamic.negativeEvents", L4, "XIII 4, VII", "cell:events",
               "event codes -> documents naming the record", _negative_events),
-    Attribute("performance.dynamic.operatingEnvironment", LI, "XIII 4, VII",
+    Attribute("performance.dynamic.operatingEnvironment", L4, "XIII 4, VII",
               "cell:minutes_hot/cold/charging_extreme, deep_discharges",
               "minutes, counts -> text", _operating_environment),
     # conformity
-    Attribute("conformity.declarationOfConformity", P, "XIII 1, Art. 18",
+    Attribute("conformity.declarationOfConformity", A1, "XIII 1, Art. 18",
               "sheet:documents.declaration_of_conformity", "URL -> document",
               _doc("declaration_of_conformity", "EU declaration of conformity")),
-    Attribute("conformity.dueDiligencePolicy", P, "XIII 1(d), Art. 52",
+    Attribute("conformity.dueDiligencePolicy", A1, "XIII 1(d), Art. 52",
               "sheet:documents.due_diligence", "URL -> document",
               _doc("due_diligence", "Due diligence report")),
-    Attribute("conformity.resultOfTestReport", AU, "XIII 3", "sheet:documents.test_report",
+    Attribute("conformity.resultOfTestReport", A3, "XIII 3", "sheet:documents.test_report",
               "URL -> document", _doc("test_report", "Test reports proving compliance")),
     # safety
-    Attribute("safety.usableExtinguishAgent", P, "XIII 1(a), VI A",
+    Attribute("safety.usableExtinguishAgent", A1, "XIII 1(a), VI A",
               "sheet:extinguishing_agent", "text -> [{media, fireClass}]",
               lambda c: None if not isinstance(a := _sheet("extinguishing_agent")(c), dict)
               else [{"media": a["media"], "fireClass": a["fire_class"]}]),
-    Attribute("safety.meaningOfLabels", P, "XIII 1(s)", "sheet:documents.labels",
+    Attribute("safety.meaningOfLabels", A1, "XIII 1(s)", "sheet:documents.labels",
               "URL -> document", _doc("labels", "Meaning of labels and symbols")),
-    Attribute("safety.safetyMeasures", LI, "XIII 2(d)", "sheet:documents.safety_measures",
+    Attribute("safety.safetyMeasures", L2, "XIII 2(d)", "sheet:documents.safety_measures",
               "URL -> document", _doc("safety_measures", "Safety measures")),
-    Attribute("safety.dismantling", LI, "XIII 2(c)", "sheet:documents.dismantling",
+    Attribute("safety.dismantling", L2, "XIII 2(c)", "sheet:documents.dismantling",
               "URL -> document", _doc("dismantling", "Dismantling information")),
     # metadata
-    Attribute("metadata.passportIdentifier", P, "Art. 77(3)", "cell:passport_id",
+    Attribute("metadata.passportIdentifier", A1, "Art. 77(3)", "cell:passport_id",
               "UUID -> urn:uuid:", lambda c: f"urn:uuid:{c.birth.passport_id}"),
-    Attribute("metadata.issueDate", P, "Art. 77", "cell:issued_at", "epoch -> YYYY-MM-DD",
+    Attribute("metadata.issueDate", A1, "Art. 77", "cell:issued_at", "epoch -> YYYY-MM-DD",
               lambda c: utc(c.birth.issued_at)[:10]),
-    Attribute("metadata.economicOperatorId", P, "Art. 77(4)", "sheet:economic_operator_bpnl",
+    Attribute("metadata.economicOperatorId", A1, "Art. 77(4)", "sheet:economic_operator_bpnl",
               "as given", _sheet("economic_operator_bpnl")),
-    Attribute("metadata.version", P, "-", "passport", "constant", _const("1.0.0")),
-    Attribute("metadata.status", P, "-", "passport", "constant",
+    Attribute("metadata.version", A1, "-", "passport", "constant", _const("1.0.0")),
+    Attribute("metadata.status", A1, "-", "passport", "constant",
               lambda c: "approved" if c.verified else "draft"),
 )  # fmt: skip
 
@@ -368,7 +368,7 @@ def build(ctx: Context, tier: Tier) -> tuple[dict[str, Any], list[str]]:
     doc: dict[str, Any] = {}
     missing: list[str] = []
     for attr in ATTRIBUTES:
-        if attr.tier > tier:
+        if not tier.sees(attr.tier):
             continue
         value = attr.get(ctx)
         if value is None:

@@ -48,7 +48,7 @@ class Chemistry(IntEnum):
 
 
 class Status(IntEnum):
-    """Battery status per EU 2023/1542 Annex XIII 4(d)."""
+    """Battery status per EU 2023/1542 Annex XIII 4(c)."""
 
     ORIGINAL = 0
     REPURPOSED = 1
