@@ -200,15 +200,18 @@ def _num(value: float) -> str:
 
 def _svg(matrix: tuple[tuple[bool, ...], ...], lines: list[str], scale: int) -> bytes:
     side = len(matrix) * scale
-    # Monospace glyphs are about 0.6 em wide: shrink the type so the widest line fits.
+    # Monospace glyphs are about 0.6 em wide (0.66 leaves room for wider fonts): shrink the
+    # type so the widest line fits.
     widest = max(len(line) for line in lines) or 1
-    font = min(2.0 * scale, (side - 2 * scale) / (0.6 * widest))
+    font = min(2.0 * scale, (side - 2 * scale) / (0.66 * widest))
     line_height = 1.25 * font
     height = side + len(lines) * line_height + scale
     path = "".join(f"M{x} {y}h{n}v1h-{n}z" for y, row in enumerate(matrix) for x, n in _runs(row))
+    # textLength pins each line's width: fonts differ between renderers, the label must not
     texts = "".join(
-        f'<text x="{_num(side / 2)}" y="{_num(side + (i + 0.8) * line_height)}">'
-        f"{escape(line)}</text>"
+        f'<text x="{_num(side / 2)}" y="{_num(side + (i + 0.8) * line_height)}" '
+        f'textLength="{_num(min(0.6 * font * len(line), side - 2 * scale))}" '
+        f'lengthAdjust="spacingAndGlyphs">{escape(line)}</text>'
         for i, line in enumerate(lines)
     )
     doc = (

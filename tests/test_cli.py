@@ -1514,7 +1514,10 @@ def test_script_demo(tmp_path: Path) -> None:
     assert report["as_expected"] is True
     assert report["cells"] == 100
     assert sorted(report["designs"].values()) == [25, 25, 25, 25]
-    assert set(report["outcomes"]) == {*report["scenarios"], "datasheets"}
+    assert set(report["outcomes"]) == {*report["scenarios"], "datasheets", "eu-passport"}
+    eu = Path(report["outcomes"]["eu-passport"]["got"]["folder"])
+    assert len(list(eu.glob("*.json"))) == 6
+    assert len(list(eu.glob("*.label.svg"))) == 1
     assert all(o["ok"] for o in report["outcomes"].values())
     assert report["entries_by_signer"]["cell"] == 100 * 2 * 4  # quarterly, two years
     assert 0 < report["entries_by_signer"]["tester"] < 100 * 2  # yearly, not for bad BMSs

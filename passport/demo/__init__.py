@@ -25,6 +25,7 @@ Every step can be re-run by hand on what it leaves (README: "The demo").
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import shutil
 import time
@@ -43,9 +44,11 @@ from passport.demo.figures import DESIGNS
 from passport.demo.fleet import Cell, LifeCounts, fork, issue_fleet, live
 from passport.demo.pulses import design_rows, reference_soh
 from passport.errors import InputError, PassportError
+from passport.export import FORMATS, Tier, export_records
 from passport.grading import GradingPolicy
 from passport.image import Image
 from passport.intake import IntakeJob, IntakeSigner, IntakeSummary, run_intake
+from passport.label import human_readable, passport_uri, render_label
 from passport.records import Birth, Entry, SignedRecord
 from passport.records.codec import encode_body
 from passport.registry import Registry, read_sources
@@ -274,8 +277,47 @@ def run_demo(
     report.registry_records, report.registry_alerts = info["records"], info["alerts"]
     _check(report, fleet, roles, truth)
     report.outcomes["datasheets"] = _check_sheets(registry, bundle, fleet)
+    report.outcomes["eu-passport"] = _eu_passport(out, registry, bundle, fleet, roles)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _eu_passport(
+    out: Path,
+    registry: Registry,
+    bundle: TrustBundle,
+    fleet: list[Cell],
+    roles: dict[str, list[int]],
+) -> dict[str, Any]:
+    """One retired cell's EU passport from the registry (its whole history, the intake entry
+    included), in both formats and the three tiers, and its QR label, in DIR/eu-passport/."""
+    taken = {i for name in SCENARIOS for i in roles.get(name, [])}
+    cell = next(c for c in fleet if c.index not in taken and "abused" not in c.roles)
+    birth = cell.image.birth.body
+    assert isinstance(birth, Birth)
+    folder = out / "eu-passport"
+    records, flagged = registry.history(str(birth.passport_id))
+    sheet = registry.datasheet(birth.datasheet_sha256)
+    written = []
+    for fmt in FORMATS:
+        for tier in Tier:
+            result = export_records(
+                records, bundle, sheet, fmt=fmt, tier=tier, source=cell.path.name,
+                receipts=registry.receipt_lookup(),
+            )  # fmt: skip
+            name = f"{cell.stem}.{fmt}.{tier.label}.json"
+            text = json.dumps(result.document, indent=2, ensure_ascii=False) + "\n"
+            write_atomic(folder / name, text.encode())
+            written.append(name)
+    uri = passport_uri(birth.battery_id, birth.passport_id)
+    write_atomic(folder / f"{cell.stem}.label.svg",
+                 render_label(uri, human_readable(birth.battery_id), "svg"))  # fmt: skip
+    written.append(f"{cell.stem}.label.svg")
+    return {
+        "expected": "a retired cell's EU passport (2 formats x 3 tiers) and QR label",
+        "ok": not flagged and len(written) == 2 * len(Tier) + 1,
+        "got": {"folder": str(folder), "files": written},
+    }
 
 
 def _datasheets(out: Path, key: Any, cert: Any, start: int) -> dict[str, bytes]:
@@ -458,8 +500,6 @@ def _check(
     report: DemoReport, fleet: list[Cell], roles: dict[str, list[int]], truth: dict[str, float]
 ) -> None:
     """Every planted case must come out of the intake as its scenario says."""
-    import json
-
     assert report.intake is not None
     results = json.loads(Path(report.intake.outputs["results_json"]).read_text())["cells"]
     by_image = {Path(r["image"]).name: r for r in results}
