@@ -10,6 +10,7 @@ from factories import T0, birth_body, cell_key
 
 from passport.export import catenax as cx
 from passport.export.context import Context, Stamped
+from passport.export.table import Attribute
 from passport.export.tiers import Tier
 from passport.records import Chemistry, Event
 
@@ -139,7 +140,7 @@ def test_every_attribute_has_a_case() -> None:
 
 
 @pytest.mark.parametrize("attr", cx.ATTRIBUTES, ids=lambda a: a.path)
-def test_attribute_value_and_unit(attr: cx.Attribute) -> None:
+def test_attribute_value_and_unit(attr: Attribute) -> None:
     got = attr.get(_ctx())
     assert (
         got == pytest.approx(CASES[attr.path])

@@ -17,12 +17,11 @@ times in extreme temperatures in minutes, timestamps xsd:dateTime.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any
 
 from passport.export.catenax import (
-    Attribute,
-    Getter,
     cpct_to_pct,
     deci_to_unit,
     mah_to_ah,
@@ -31,11 +30,13 @@ from passport.export.catenax import (
     wh_to_kwh,
 )
 from passport.export.context import Context, Stamped, utc
+from passport.export.table import Attribute, Getter, fill
 from passport.export.tiers import Access, Tier
 from passport.records import Event
 
 A1, L2, L4 = Access.POINT_1, Access.POINT_2, Access.POINT_4  # no XIII 3 attribute here
 
+_SUPPLIER_EMAIL = re.compile(r"[\w.-]+@[\w.-]+\.[A-Za-z]{2,}")  # the schema's pattern
 GPI = "generalProductInformation"
 PERF = "performanceAndDurability"
 CIRC = "circularity"
@@ -274,7 +275,8 @@ def _spare_parts(ctx: Context) -> Any:
     out = []
     for s in sources:
         address = postal_address(s)
-        if address is None:
+        # the model requires the address, and an e-mail its pattern accepts: else leave out
+        if address is None or not _SUPPLIER_EMAIL.fullmatch(str(s.get("email", ""))):
             return None
         out.append({"nameOfSupplier": s["name"], "addressOfSupplier": address,
                     "emailAddressOfSupplier": s["email"], "supplierWebAddress": s["web"],
@@ -401,17 +403,4 @@ def build(ctx: Context, tier: Tier) -> tuple[dict[str, Any], list[str]]:
     """The three models' documents for `tier` (one member each), and the paths left out for
     want of a value."""
     doc: dict[str, Any] = {member: {} for member in MEMBERS}
-    missing: list[str] = []
-    for attr in ATTRIBUTES:
-        if not tier.sees(attr.tier):
-            continue
-        value = attr.get(ctx)
-        if value is None:
-            missing.append(attr.path)
-            continue
-        node = doc
-        *parents, leaf = attr.path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return doc, missing
+    return doc, fill(doc, ATTRIBUTES, ctx, tier)

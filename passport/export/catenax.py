@@ -12,27 +12,15 @@ the data sheet lacks, a value the history never reported) is left out and listed
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from passport.export.context import Context, Stamped, utc
+from passport.export.table import Attribute, Getter, fill
 from passport.export.tiers import Access, Tier
 from passport.records import Chemistry, Event
 
 SPEC_VERSION = "urn:io.catenax.battery.battery_pass:6.1.0"
 A1, L2, A3, L4 = Access.POINT_1, Access.POINT_2, Access.POINT_3, Access.POINT_4
-
-Getter = Callable[[Context], Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Attribute:
-    path: str
-    tier: Access  # the Annex XIII point: who may read it (tiers.py)
-    annex: str  # where Regulation 2023/1542 asks for it
-    source: str
-    conversion: str  # stored unit -> schema unit, in words
-    get: Getter
 
 
 _CHEMISTRY = {
@@ -366,17 +354,4 @@ ATTRIBUTES: tuple[Attribute, ...] = (
 def build(ctx: Context, tier: Tier) -> tuple[dict[str, Any], list[str]]:
     """The document for `tier`, and the paths left out for want of a value."""
     doc: dict[str, Any] = {}
-    missing: list[str] = []
-    for attr in ATTRIBUTES:
-        if not tier.sees(attr.tier):
-            continue
-        value = attr.get(ctx)
-        if value is None:
-            missing.append(attr.path)
-            continue
-        node = doc
-        *parents, leaf = attr.path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return doc, missing
+    return doc, fill(doc, ATTRIBUTES, ctx, tier)
