@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives import serialization
 from passport import cose
 from passport.errors import InputError, VerificationError
 from passport.records import X5t
+from passport.records.signed import parse_x5t
 from passport.trust.bundle import Signer, TrustBundle
 from passport.trust.roles import Role
 from passport.trust.store import thumbprint
@@ -95,7 +96,6 @@ _TOP_KEYS = frozenset(
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ALLOWED_LABELS = frozenset({cose.HDR_ALG, cose.HDR_CONTENT_TYPE, cose.HDR_X5T})
-_X5T_SIZES = {cose.ALG_SHA256_64: 8, cose.ALG_SHA256: 32}
 
 
 def _dumps(value: object) -> bytes:
@@ -449,15 +449,8 @@ def _open(raw: bytes, source: str) -> tuple[cose.Sign1, X5t, bytes]:
         raise _fail(
             "datasheet.decode", f"content type must be {CONTENT_TYPE!r}, not {ctype!r}", source
         )
-    value = msg.protected.get(cose.HDR_X5T)
-    if (
-        type(value) is not list
-        or len(value) != 2
-        or type(value[0]) is not int
-        or value[0] not in _X5T_SIZES
-        or type(value[1]) is not bytes
-        or len(value[1]) != _X5T_SIZES[value[0]]
-    ):
+    x5t = parse_x5t(msg.protected.get(cose.HDR_X5T))
+    if x5t is None:
         raise _fail(
             "datasheet.decode",
             "the protected header needs x5t as [-15, 8-byte hash] or [-16, 32-byte hash]",
@@ -465,7 +458,7 @@ def _open(raw: bytes, source: str) -> tuple[cose.Sign1, X5t, bytes]:
         )
     if msg.payload is None:
         raise _fail("datasheet.decode", "the payload is detached; a data sheet carries it", source)
-    return msg, (value[0], value[1]), msg.payload
+    return msg, x5t, msg.payload
 
 
 def _sheet(payload: bytes, source: str) -> DataSheet:

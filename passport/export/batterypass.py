@@ -30,7 +30,7 @@ from passport.export.catenax import (
     wh_to_kwh,
 )
 from passport.export.context import Context, Stamped, utc
-from passport.export.table import Attribute, Getter, fill
+from passport.export.table import Attribute, Getter, fill, sheet_value
 from passport.export.tiers import Access, Tier
 from passport.records import Event
 
@@ -129,21 +129,9 @@ def contact(entry: Any) -> dict[str, Any] | None:
 # ------------------------------------------------------------------------------ getters
 
 
-def _sheet(key: str) -> Getter:
-    def get(ctx: Context) -> Any:
-        node: Any = ctx.sheet
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node
-
-    return get
-
-
 def _number(key: str, convert: Callable[[Any], Any] = float) -> Getter:
     def get(ctx: Context) -> Any:
-        value = _sheet(key)(ctx)
+        value = sheet_value(key)(ctx)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
         return convert(value)
@@ -153,7 +141,7 @@ def _number(key: str, convert: Callable[[Any], Any] = float) -> Getter:
 
 def _url(key: str) -> Getter:
     def get(ctx: Context) -> Any:
-        value = _sheet(key)(ctx)
+        value = sheet_value(key)(ctx)
         return value if isinstance(value, str) and value else None
 
     return get
@@ -186,19 +174,19 @@ def _plain(name: str, convert: Callable[[Any], Any]) -> Getter:
 
 
 def _category(ctx: Context) -> Any:
-    category = _sheet("category")(ctx)
+    category = sheet_value("category")(ctx)
     return category_code(category) if isinstance(category, str) else None
 
 
 def _manufacturing_place(ctx: Context) -> Any:
-    addresses = _sheet("facility_addresses")(ctx)
+    addresses = sheet_value("facility_addresses")(ctx)
     if not isinstance(addresses, dict):
         return None
     return postal_address(addresses.get(ctx.birth.site))
 
 
 def _power_capability(ctx: Context) -> Any:
-    points = _sheet("power_capability_w")(ctx)
+    points = sheet_value("power_capability_w")(ctx)
     if not isinstance(points, list) or not points:
         return None
     return [{"atSoC": float(p["soc_pct"]), "powerCapabilityAt": float(p["power_w"])}
@@ -242,7 +230,7 @@ def _temperature_update(ctx: Context) -> Any:
 
 
 def _recycled_content(ctx: Context) -> Any:
-    shares = _sheet("recycled_content_shares_pct")(ctx)
+    shares = sheet_value("recycled_content_shares_pct")(ctx)
     if not isinstance(shares, dict):
         return None
     out = [{"recycledMaterial": name.capitalize(),
@@ -253,7 +241,7 @@ def _recycled_content(ctx: Context) -> Any:
 
 
 def _extinguishing_agent(ctx: Context) -> Any:
-    agent = _sheet("extinguishing_agent")(ctx)
+    agent = sheet_value("extinguishing_agent")(ctx)
     if not isinstance(agent, dict) or not agent.get("media"):
         return None
     fire_class = f" (fire class {agent['fire_class']})" if agent.get("fire_class") else ""
@@ -261,7 +249,7 @@ def _extinguishing_agent(ctx: Context) -> Any:
 
 
 def _dismantling(ctx: Context) -> Any:
-    docs = _sheet("dismantling_documents")(ctx)
+    docs = sheet_value("dismantling_documents")(ctx)
     if not isinstance(docs, list) or not docs:
         return None
     return [{"documentType": document_type(d["type"]), "mimeType": d["mime_type"],
@@ -269,7 +257,7 @@ def _dismantling(ctx: Context) -> Any:
 
 
 def _spare_parts(ctx: Context) -> Any:
-    sources = _sheet("spare_part_sources")(ctx)
+    sources = sheet_value("spare_part_sources")(ctx)
     if not isinstance(sources, list) or not sources:
         return None
     out = []
@@ -293,7 +281,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "ev/lmt/industrial/stationary, as given (SLI, portable: none)", _category),
     Attribute(f"{GPI}.manufacturerInformation", A1, "XIII 1(a), VI A(1)",
               "sheet:manufacturer_contact", "{name, identifier, address, web} -> contact",
-              lambda c: contact(_sheet("manufacturer_contact")(c))),
+              lambda c: contact(sheet_value("manufacturer_contact")(c))),
     Attribute(f"{GPI}.manufacturingDate", A1, "XIII 1(a), VI A(4)", "cell:manufacture_date",
               "date -> YYYY-MM-DDT00:00:00Z", lambda c: date_time(c.birth.manufacture_date)),
     Attribute(f"{GPI}.batteryStatus", L4, "XIII 4(c)", "cell:status",
@@ -305,7 +293,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               _manufacturing_place),
     Attribute(f"{GPI}.operatorInformation", A1, "Art. 77(4)", "sheet:operator_contact",
               "{name, identifier, address, web} -> contact",
-              lambda c: contact(_sheet("operator_contact")(c))),
+              lambda c: contact(sheet_value("operator_contact")(c))),
     # PerformanceAndDurability: rated values of the model (Annex XIII 1(g)-(p))
     Attribute(f"{TECH}.originalPowerCapability", A1, "XIII 1(i)", "sheet:power_capability_w",
               "[{soc_pct, power_w}] -> [{atSoC %, powerCapabilityAt W}]", _power_capability),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from passport.export.context import Context, Stamped, utc
-from passport.export.table import Attribute, Getter, fill
+from passport.export.table import Attribute, Getter, fill, sheet_value
 from passport.export.tiers import Access, Tier
 from passport.records import Chemistry, Event
 
@@ -77,23 +77,11 @@ def wh_to_kwh(wh: int) -> float:
 # ------------------------------------------------------------------------------ getters
 
 
-def _sheet(key: str) -> Getter:
-    def get(ctx: Context) -> Any:
-        node: Any = ctx.sheet
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node
-
-    return get
-
-
 def _doc(key: str, header: str) -> Getter:
     """A document reference (URL) from the data sheet as the schema's document list."""
 
     def get(ctx: Context) -> Any:
-        url = _sheet(f"documents.{key}")(ctx)
+        url = sheet_value(f"documents.{key}")(ctx)
         if not isinstance(url, str) or not url:
             return None
         return [{"header": header, "contentType": "URL", "content": url}]
@@ -115,13 +103,13 @@ def _material(name: str) -> Getter:
     """Recycled content of an active material (Art. 8), critical-raw-material flag."""
 
     def get(ctx: Context) -> Any:
-        recycled = _sheet(f"recycled_content_pct.{name}")(ctx)
+        recycled = sheet_value(f"recycled_content_pct.{name}")(ctx)
         docs = _doc("recycled_content", "Recycled content declaration")(ctx)
         if recycled is None or docs is None:
             return None
-        critical = name in (_sheet("critical_raw_materials")(ctx) or [])
+        critical = name in (sheet_value("critical_raw_materials")(ctx) or [])
         return {"recycled": float(recycled), "critical": bool(critical),
-                "location": _sheet("active_material_location")(ctx) or "cathode",
+                "location": sheet_value("active_material_location")(ctx) or "cathode",
                 "documentation": docs}  # fmt: skip
 
     return get
@@ -214,7 +202,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     # identification (Annex XIII 1(a), Annex VI part A)
     Attribute("identification.category", A1, "XIII 1(a), VI A", "sheet:category",
               "ev/lmt/sli/... -> EV/LMT/SLI/...",
-              lambda c: _CATEGORY.get(str(_sheet("category")(c)).lower())),
+              lambda c: _CATEGORY.get(str(sheet_value("category")(c)).lower())),
     Attribute("identification.chemistry", A1, "XIII 1(b)", "cell:chemistry",
               "code -> name", lambda c: _CHEMISTRY[c.birth.chemistry]),
     Attribute("identification.idDmc", A1, "XIII 1(a)", "cell:battery_id", "as stored",
@@ -223,7 +211,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "as stored", lambda c: [{"key": "partInstanceId", "value": c.birth.battery_id}]),
     Attribute("identification.identification.type", A1, "XIII 1(a), VI A",
               "sheet:part_number, cell:model", "as stored",
-              lambda c: {"manufacturerPartId": _sheet("part_number")(c) or c.birth.model,
+              lambda c: {"manufacturerPartId": sheet_value("part_number")(c) or c.birth.model,
                          "nameAtManufacturer": c.birth.model}),
     Attribute("identification.identification.dataCarrier", A1, "Art. 77(3)", "passport",
               "constant", lambda c: {"carrierType": "NFC", "carrierLayout": "NFC Forum Type 5 tag"
@@ -233,30 +221,30 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "cell:manufacture_date", "date -> YYYY-MM-DD",
               lambda c: c.birth.manufacture_date.isoformat()),
     Attribute("operation.manufacturer.manufacturer", A1, "XIII 1(a), VI A",
-              "sheet:economic_operator_bpnl", "as given", _sheet("economic_operator_bpnl")),
+              "sheet:economic_operator_bpnl", "as given", sheet_value("economic_operator_bpnl")),
     Attribute("operation.manufacturer.facility", A1, "XIII 1(a), VI A",
               "sheet:facilities[cell:site]", "site code -> BPNA",
-              lambda c: ([{"facility": f}] if (f := (_sheet("facilities")(c) or {})
+              lambda c: ([{"facility": f}] if (f := (sheet_value("facilities")(c) or {})
                                                .get(c.birth.site)) else None)),
     # characteristics
     Attribute("characteristics.physicalDimension.weight", A1, "XIII 1(a), VI A",
               "sheet:weight_kg", "kg -> {value, unit:kilogram}",
-              lambda c: None if (w := _sheet("weight_kg")(c)) is None
+              lambda c: None if (w := sheet_value("weight_kg")(c)) is None
               else {"value": float(w), "unit": "unit:kilogram"}),
     Attribute("characteristics.warranty", A1, "XIII 1(m)", "sheet:warranty_years",
               "years -> {lifeValue, unit:year}",
-              lambda c: None if (y := _sheet("warranty_years")(c)) is None
+              lambda c: None if (y := sheet_value("warranty_years")(c)) is None
               else {"lifeValue": y, "lifeUnit": "unit:year"}),
     # sustainability
     Attribute("sustainability.carbonFootprint", A1, "XIII 1(c), Art. 7",
               "sheet:carbon_footprint_kg_co2e_per_kwh", "kg CO2e/kWh, as given",
-              lambda c: None if (v := _sheet("carbon_footprint_kg_co2e_per_kwh")(c)) is None
+              lambda c: None if (v := sheet_value("carbon_footprint_kg_co2e_per_kwh")(c)) is None
               or _doc("carbon_footprint", "")(c) is None else [{
                   "value": float(v), "unit": "kg CO2 / kWh", "type": "Climate Change Total",
                   "lifecycle": "total", "rulebook": _doc("carbon_footprint", "Rulebook")(c),
                   "declaration": _doc("carbon_footprint", "Carbon footprint declaration")(c),
-                  "manufacturingPlant": [{"facility": _sheet("facility_bpna")(c)}]
-                  if _sheet("facility_bpna")(c) else []}]),
+                  "manufacturingPlant": [{"facility": sheet_value("facility_bpna")(c)}]
+                  if sheet_value("facility_bpna")(c) else []}]),
     Attribute("sustainability.documents.separateCollection", A1, "XIII 1(q), Art. 60",
               "sheet:documents.separate_collection", "URL -> document",
               _doc("separate_collection", "Separate collection")),
@@ -274,10 +262,10 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "sheet:recycled_content_pct.nickel", "%, as given", _material("nickel")),
     Attribute("materials.composition", L2, "XIII 2(a)", "sheet:composition",
               "list of {name, cas, concentration_pct, location} -> composition",
-              lambda c: None if not isinstance(comp := _sheet("composition")(c), list) else [{
+              lambda c: None if not isinstance(comp := sheet_value("composition")(c), list) else [{
                   "id": [{"id": m["cas"], "type": "CAS", "name": m["name"]}],
                   "concentration": float(m["concentration_pct"]), "unit": "unit:percent",
-                  "critical": m["name"].lower() in (_sheet("critical_raw_materials")(c) or []),
+                  "critical": m["name"].lower() in (sheet_value("critical_raw_materials")(c) or []),
                   "documentation": _doc("composition", "Composition")(c) or [],
                   "recycled": float(m.get("recycled_pct", 0)), "location": m["location"],
                   "renewable": float(m.get("renewable_pct", 0))} for m in comp]),
@@ -292,7 +280,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "micro-ohm -> ohm (pack = cell: one cell); 0.1 degC -> degC", _rated_resistance),
     Attribute("performance.rated.temperature", A1, "XIII 1(l)", "sheet:temperature_range_c",
               "degC, as given",
-              lambda c: None if not isinstance(t := _sheet("temperature_range_c")(c), dict)
+              lambda c: None if not isinstance(t := sheet_value("temperature_range_c")(c), dict)
               else {"lower": float(t["lower"]), "upper": float(t["upper"])}),
     Attribute("performance.rated.lifetime.cycleLifeTesting.cycles", A1, "XIII 1(j)",
               "cell:expected_cycle_life", "cycles, as stored",
@@ -330,7 +318,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     # safety
     Attribute("safety.usableExtinguishAgent", A1, "XIII 1(a), VI A",
               "sheet:extinguishing_agent", "text -> [{media, fireClass}]",
-              lambda c: None if not isinstance(a := _sheet("extinguishing_agent")(c), dict)
+              lambda c: None if not isinstance(a := sheet_value("extinguishing_agent")(c), dict)
               else [{"media": a["media"], "fireClass": a["fire_class"]}]),
     Attribute("safety.meaningOfLabels", A1, "XIII 1(s)", "sheet:documents.labels",
               "URL -> document", _doc("labels", "Meaning of labels and symbols")),
@@ -344,7 +332,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("metadata.issueDate", A1, "Art. 77", "cell:issued_at", "epoch -> YYYY-MM-DD",
               lambda c: utc(c.birth.issued_at)[:10]),
     Attribute("metadata.economicOperatorId", A1, "Art. 77(4)", "sheet:economic_operator_bpnl",
-              "as given", _sheet("economic_operator_bpnl")),
+              "as given", sheet_value("economic_operator_bpnl")),
     Attribute("metadata.version", A1, "-", "passport", "constant", _const("1.0.0")),
     Attribute("metadata.status", A1, "-", "passport", "constant",
               lambda c: "approved" if c.verified else "draft"),

@@ -23,6 +23,20 @@ class Attribute:
     get: Getter
 
 
+def sheet_value(key: str) -> Getter:
+    """A data-sheet field by dotted key (`recycled_content_pct.cobalt`); None when absent."""
+
+    def get(ctx: Context) -> Any:
+        node: Any = ctx.sheet
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    return get
+
+
 def fill(
     doc: dict[str, Any], attributes: Iterable[Attribute], ctx: Context, tier: Tier
 ) -> list[str]:

@@ -242,7 +242,17 @@ def _check_header(kind: Kind, protected: dict[Any, Any]) -> X5t | None:
         raise DecodeError("birth record needs x5t and CWT claims", rule="record.header")
     if cose.HDR_X5T not in protected:
         return None
-    value = protected[cose.HDR_X5T]
+    x5t = parse_x5t(protected[cose.HDR_X5T])
+    if x5t is None:
+        raise DecodeError(
+            "x5t must be [-15, 8-byte hash] or [-16, 32-byte hash]", rule="record.header"
+        )
+    return x5t
+
+
+def parse_x5t(value: Any) -> X5t | None:
+    """A COSE x5t header value as (alg, hash): [-15, 8 bytes] or [-16, 32 bytes]; None for
+    anything else (each caller says which rule that breaks)."""
     if (
         type(value) is not list
         or len(value) != 2
@@ -251,9 +261,7 @@ def _check_header(kind: Kind, protected: dict[Any, Any]) -> X5t | None:
         or type(value[1]) is not bytes
         or len(value[1]) != _X5T_SIZES[value[0]]
     ):
-        raise DecodeError(
-            "x5t must be [-15, 8-byte hash] or [-16, 32-byte hash]", rule="record.header"
-        )
+        return None
     return (value[0], value[1])
 
 
