@@ -12,13 +12,11 @@ import typer
 from cli._common import err, handle_errors
 from cli.verify import load_trust
 from passport._fileio import read_bytes, write_atomic
-from passport.chain import Finding
-from passport.errors import DecodeError, InputError
-from passport.export import FORMATS, Tier, export_passport, export_records
-from passport.image import Image
-from passport.records import Birth
+from passport.errors import InputError
+from passport.export import FORMATS, Tier, export_cell, export_passport
 from passport.registry import Registry
 from passport.registry.db import DB_ENV
+from passport.writer import read_image
 
 
 @handle_errors
@@ -79,35 +77,19 @@ def export(
     if out is not None and out.exists() and not force:
         raise InputError("already exists (use --force to overwrite)", source=str(out))
     bundle = load_trust(trust, None)
-    sheet: bytes | None = read_bytes(datasheet, limit=1 << 20) if datasheet else None
+    sheet = read_bytes(datasheet, limit=1 << 20) if datasheet else None
+    registry = Registry(db, trust=bundle) if db is not None or os.environ.get(DB_ENV) else None
     if cell is not None:
-        if db is None and not os.environ.get(DB_ENV):
+        if registry is None:
             raise InputError(f"--cell reads the registry: give --db (or ${DB_ENV})")
-        registry = Registry(db, trust=bundle)
-        records, flagged = registry.history(cell)
-        birth = records[0].body
-        assert isinstance(birth, Birth)
-        if sheet is None:
-            sheet = registry.datasheet(birth.datasheet_sha256)
-        result = export_records(
-            records, bundle, sheet, fmt=fmt, tier=chosen, allow_unverified=allow_unverified,
-            source=f"registry passport {cell}", receipts=registry.receipt_lookup(),
-            extra_findings=[Finding("registry.flagged", None, "the registry has flagged this "
-                                    "passport (fork or clone alert)")] if flagged else [],
-        )  # fmt: skip
+        result = export_cell(
+            registry, cell, bundle, sheet, fmt=fmt, tier=chosen, allow_unverified=allow_unverified
+        )
     else:
         assert image_path is not None
-        try:
-            image = Image.from_bytes(read_bytes(image_path, limit=1 << 20))
-        except DecodeError as exc:
-            raise exc.at(str(image_path)) from None
-        if sheet is None and (db is not None or os.environ.get(DB_ENV)):
-            tag_birth = image.birth.body
-            assert isinstance(tag_birth, Birth)
-            sheet = Registry(db).datasheet(tag_birth.datasheet_sha256)
         result = export_passport(
-            image, bundle, sheet, fmt=fmt, tier=chosen, allow_unverified=allow_unverified,
-            source=str(image_path),
+            read_image(image_path), bundle, sheet, fmt=fmt, tier=chosen,
+            allow_unverified=allow_unverified, source=str(image_path), registry=registry,
         )  # fmt: skip
     if not result.verified:
         err.print(

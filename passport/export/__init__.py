@@ -23,6 +23,7 @@ from passport.export.context import Context, context_from_records
 from passport.export.tiers import Tier
 from passport.image import Image
 from passport.records import Birth, SignedRecord
+from passport.registry import Registry
 from passport.trust.bundle import TrustBundle
 
 FORMATS = ("catenax", "batterypass")
@@ -31,7 +32,7 @@ UNVERIFIED_WARNING = (
     "this document can be relied on"
 )
 
-__all__ = ["FORMATS", "ExportResult", "Tier", "export_passport", "export_records"]
+__all__ = ["FORMATS", "ExportResult", "Tier", "export_cell", "export_passport", "export_records"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +54,48 @@ def export_passport(
     tier: Tier = Tier.PUBLIC,
     allow_unverified: bool = False,
     source: str = "image",
+    registry: Registry | None = None,
 ) -> ExportResult:
     """Verify a tag, check the data sheet against the birth record's hash, build the document.
+    Without `datasheet`, the sheet the birth record names is looked up in `registry`.
 
     Raises `VerificationError` for a passport that does not verify (unless
     `allow_unverified`) or a data sheet that is not the one the birth record names or not
     OEM-signed; `InputError` for a missing data sheet or an unknown format."""
+    if datasheet is None and registry is not None:
+        birth = image.birth.body
+        assert isinstance(birth, Birth)
+        datasheet = registry.datasheet(birth.datasheet_sha256)
     return export_records(
         image.records, trust, datasheet, fmt=fmt, tier=tier, allow_unverified=allow_unverified,
         source=source, profile=image.profile.name,
+    )  # fmt: skip
+
+
+def export_cell(
+    registry: Registry,
+    ref: str,
+    trust: TrustBundle,
+    datasheet: bytes | None = None,
+    *,
+    fmt: str = "catenax",
+    tier: Tier = Tier.PUBLIC,
+    allow_unverified: bool = False,
+) -> ExportResult:
+    """The same from the registry's full history of one passport (`ref`: battery id, passport
+    id or birth SHA-256), receipts counted; a passport the registry flagged (fork or clone
+    alert) does not count as verified. The data sheet comes from the registry unless given."""
+    records, flagged = registry.history(ref)
+    birth = records[0].body
+    assert isinstance(birth, Birth)
+    if datasheet is None:
+        datasheet = registry.datasheet(birth.datasheet_sha256)
+    flag = Finding("registry.flagged", None,
+                   "the registry has flagged this passport (fork or clone alert)")  # fmt: skip
+    return export_records(
+        records, trust, datasheet, fmt=fmt, tier=tier, allow_unverified=allow_unverified,
+        source=f"registry passport {ref}", receipts=registry.receipt_lookup(),
+        extra_findings=[flag] if flagged else [],
     )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from passport.trust import keys
 from passport.trust.bundle import TrustBundle
 from passport.trust.roles import Role
 from passport.trust.store import load_certificates, thumbprint
+from passport.writer import read_image
 
 JOURNAL_SUFFIX = ".evicted.cbor"
 
@@ -127,7 +128,7 @@ def write_intake_entry(
 ) -> Written:
     """Append a new intake entry (or `reuse`, one this signer wrote for the tag before) to a
     copy of the image at `source_path`, verified before it is written."""
-    source = Image.from_bytes(read_bytes(source_path, limit=1 << 20))
+    source = read_image(source_path)
     if copy_path.exists():
         held = _ours(copy_path, source, signer)
         if held is not None:
