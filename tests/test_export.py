@@ -11,24 +11,24 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, shared_path
-from export_kit import project
+from export_kit import build_world, project
+from export_kit import dig as _dig
+from export_kit import history_image as _history_image
+from export_kit import image as _image
+from export_kit import paths as _paths
+from export_kit import sheet_raw as _sheet_for
+from export_kit import trust as _trust
 from jsonschema import Draft4Validator
 from registry_kit import tampered_image
 from typer.testing import CliRunner
 
 from cli.app import app
-from passport.demo import run_demo
 from passport.errors import InputError, VerificationError
 from passport.export import Tier, export_passport
 from passport.export import catenax as cx
 from passport.export.context import build_context
 from passport.export.tiers import Access
-from passport.image import Image
-from passport.records import Birth, Entry, Event, Kind, SignedRecord, SohMethod, Values
-from passport.registry import Registry
-from passport.trust import keys
-from passport.trust.bundle import TrustBundle
-from passport.trust.store import load_certificates, thumbprint
+from passport.records import Birth, Event, Kind, SohMethod, Values
 from passport.writer import read_image
 
 RUNNER = CliRunner()
@@ -40,37 +40,8 @@ DEMO: dict[str, list[str]] = {}  # scenario -> image names, filled by the fixtur
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small demo: a PKI, signed data sheets, cells with history, a registry."""
     out = tmp_path_factory.mktemp("export") / "d"
-    report = run_demo(out, cells=100, years=2, seed=3)
-    assert report.as_expected
-    DEMO.update(report.scenarios)
-    return out
-
-
-def _trust(world: Path) -> TrustBundle:
-    return TrustBundle.load(world / "trust")
-
-
-def _sheet_for(world: Path, image: Image) -> bytes:
-    birth = image.birth.body
-    assert isinstance(birth, Birth)
-    raw = Registry(f"sqlite:///{world / 'passport.db'}").datasheet(birth.datasheet_sha256)
-    assert raw is not None
-    return raw
-
-
-def _image(world: Path, name: str = "01-09506000134352-21-D00001.t5t") -> Image:
-    return read_image(world / "images" / name)
-
-
-def _paths(doc: Any, prefix: str = "") -> set[str]:
-    out: set[str] = set()
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            path = f"{prefix}.{key}" if prefix else key
-            out.add(path)
-            out |= _paths(value, path)
+    DEMO.update(build_world(out))
     return out
 
 
@@ -164,30 +135,6 @@ def test_every_attribute_cites_the_annex_xiii_point_of_its_access() -> None:
 )
 def test_unit_conversions(convert: Any, stored: int, exported: float) -> None:
     assert convert(stored) == pytest.approx(exported, rel=1e-12)
-
-
-def _history_image(world: Path, values: Values, kind: Kind = Kind.MEASUREMENT) -> Image:
-    """A demo cell's tag with one more entry (signed by the tester or the cell)."""
-    path = world / "images" / "01-09506000134352-21-D00002.t5t"
-    image = read_image(path)
-    cell = keys.load_private(path.with_name(path.stem + ".cell.pem"))
-    seq, prev = image.next_link()
-    last = max(r.body.time for r in image.records[1:])  # type: ignore[union-attr]
-    if kind is Kind.TELEMETRY:
-        record = SignedRecord.sign(Entry(kind, seq, prev, last + 60, values), cell)
-    else:
-        key = keys.load_private(world / "keys" / "tester.key.pem")
-        cert = load_certificates(world / "keys" / "tester.cert.pem")[0]
-        record = SignedRecord.sign(Entry(kind, seq, prev, last + 60, values), key,
-                                   x5t=thumbprint(cert))  # fmt: skip
-    return image.append(record, cell_key=cell)[0]
-
-
-def _dig(doc: dict[str, Any], path: str) -> Any:
-    node: Any = doc
-    for part in path.split("."):
-        node = node[part]
-    return node
 
 
 @pytest.mark.parametrize(

@@ -12,25 +12,24 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, shared_path
-from export_kit import project
+from export_kit import CELL, OTHER, build_world, project
+from export_kit import history_image as _history_image
+from export_kit import image as _image
+from export_kit import paths as _paths
+from export_kit import sheet_raw as _sheet_raw
+from export_kit import trust as _trust
 from jsonschema import Draft4Validator
 from typer.testing import CliRunner
 
 from cli.app import app
 from passport.datasheet import read_datasheet
-from passport.demo import run_demo
 from passport.export import FORMATS, Tier, export_passport
 from passport.export import batterypass as bp
 from passport.export import catenax as cx
 from passport.export.context import build_context, utc
 from passport.export.tiers import Access
 from passport.image import Image
-from passport.records import Birth, Entry, Event, Kind, SignedRecord, SohMethod, Status, Values
-from passport.registry import Registry
-from passport.trust import keys
-from passport.trust.bundle import TrustBundle
-from passport.trust.store import load_certificates, thumbprint
-from passport.writer import read_image
+from passport.records import Birth, Event, Kind, SohMethod, Status, Values
 
 TIERS = list(Tier)
 SCHEMAS = {
@@ -38,34 +37,14 @@ SCHEMAS = {
     bp.PERF: "Performance_1.2.0_PerformanceAndDurability-schema.json",
     bp.CIRC: "Circularity_1.2.0_Circularity-schema.json",
 }
-CELL = "01-09506000134352-21-D00001.t5t"
-OTHER = "01-09506000134352-21-D00002.t5t"
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small demo: a PKI, signed data sheets, cells with history, a registry."""
     out = tmp_path_factory.mktemp("batterypass") / "d"
-    report = run_demo(out, cells=100, years=2, seed=3)
-    assert report.as_expected
+    build_world(out)
     return out
-
-
-def _trust(world: Path) -> TrustBundle:
-    return TrustBundle.load(world / "trust")
-
-
-def _image(world: Path, name: str = CELL) -> Image:
-    return read_image(world / "images" / name)
-
-
-def _sheet_raw(world: Path, image: Image) -> bytes:
-    birth = image.birth.body
-    assert isinstance(birth, Birth)
-    raw = Registry(f"sqlite:///{world / 'passport.db'}").datasheet(birth.datasheet_sha256)
-    assert raw is not None
-    return raw
 
 
 def _sheet_fields(world: Path, image: Image) -> dict[str, Any]:
@@ -79,23 +58,6 @@ def _export(world: Path, tier: Tier, name: str = CELL) -> tuple[dict[str, Any], 
     assert result.verified
     assert result.format == "batterypass"
     return result.document, result.missing
-
-
-def _paths(doc: Any, prefix: str = "") -> set[str]:
-    out: set[str] = set()
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            path = f"{prefix}.{key}" if prefix else key
-            out.add(path)
-            out |= _paths(value, path)
-    return out
-
-
-def _dig(doc: dict[str, Any], path: str) -> Any:
-    node: Any = doc
-    for part in path.split("."):
-        node = node[part]
-    return node
 
 
 # ------------------------------------------------------------------------------ the schemas
@@ -339,23 +301,6 @@ def test_the_demo_cell_exports_its_birth_record_and_sheet_in_model_units(world: 
     for name, total in fields["recycled_content_pct"].items():  # the split adds up
         row = shares[name.capitalize()]
         assert row["preConsumerShare"] + row["postConsumerShare"] == total
-
-
-def _history_image(world: Path, values: Values, kind: Kind = Kind.MEASUREMENT) -> Image:
-    """A demo cell's tag with one more entry (signed by the tester or the cell)."""
-    path = world / "images" / OTHER
-    image = read_image(path)
-    cell = keys.load_private(path.with_name(path.stem + ".cell.pem"))
-    seq, prev = image.next_link()
-    last = max(r.body.time for r in image.records[1:])  # type: ignore[union-attr]
-    if kind in (Kind.TELEMETRY, Kind.STATUS):
-        record = SignedRecord.sign(Entry(kind, seq, prev, last + 60, values), cell)
-    else:
-        key = keys.load_private(world / "keys" / "tester.key.pem")
-        cert = load_certificates(world / "keys" / "tester.cert.pem")[0]
-        record = SignedRecord.sign(Entry(kind, seq, prev, last + 60, values), key,
-                                   x5t=thumbprint(cert))  # fmt: skip
-    return image.append(record, cell_key=cell)[0]
 
 
 def _soh(cpct: int, **more: Any) -> Values:
