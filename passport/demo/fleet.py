@@ -26,11 +26,11 @@ from passport.demo.figures import DESIGNS, DemoDesign
 from passport.image import PROFILES, Image
 from passport.records import Entry, Event, Kind, SignedRecord, SohMethod, Values, X5t
 from passport.trust import keys
+from passport.writer import EVICTED_SUFFIX
 
 BMS_SIGMA_CPCT = 100  # a BMS SoH estimate is good to about 1 point (1 sigma)
 LAB_SIGMA_CPCT = 40  # a laboratory capacity test to about 0.4 points
 QUARTER_S = 91 * 86400
-JOURNAL_SUFFIX = ".evicted.cbor"
 
 
 @dataclass(slots=True)
@@ -52,7 +52,7 @@ class Cell:
     def write(self) -> None:
         if self.journal:
             data = b"".join(r.raw for r in self.journal)
-            write_atomic(Path(str(self.path) + JOURNAL_SUFFIX), data)
+            write_atomic(Path(str(self.path) + EVICTED_SUFFIX), data)
         write_atomic(self.path, self.image.to_bytes())
 
 

@@ -23,15 +23,14 @@ from passport.intake.measure import measure
 from passport.intake.outputs import write_outputs
 from passport.intake.state import RunState
 from passport.intake.writer import IntakeSigner, write_intake_entry
+from passport.issuance import CELL_KEY_SUFFIX
 from passport.records import Entry, Kind, SignedRecord
-from passport.registry import Registry, source_from_bytes
+from passport.registry import Registry, read_sources
 from passport.registry.ingest import Source
 from passport.soh import SohModel
 from passport.soh.check import Ageing
 from passport.trust.bundle import TrustBundle
-
-JOURNAL_SUFFIX = ".evicted.cbor"
-CELL_KEY_SUFFIX = ".cell.pem"
+from passport.writer import EVICTED_SUFFIX
 
 #: stage name, total -> advance(n)
 Progress = Callable[[str, int], Callable[[int], None]]
@@ -189,15 +188,11 @@ def _read_and_verify(
 
 
 def _sources(paths: list[Path]) -> list[Source]:
-    out: list[Source] = []
-    for path in paths:
-        for p in (path, Path(str(path) + JOURNAL_SUFFIX)):
-            if p.exists():
-                try:
-                    out.append(source_from_bytes(str(p), read_bytes(p, limit=64 << 20)))
-                except (InputError, DecodeError):
-                    continue  # an unreadable image is already reported per cell
-    return out
+    """Each tag and its journal of evicted records, as the registry reads them (an unreadable
+    file is left out: it is already reported for its cell)."""
+    files = [p for path in paths for p in (path, Path(str(path) + EVICTED_SUFFIX)) if p.exists()]
+    sources, _ = read_sources(files)
+    return sources
 
 
 def _register(job: IntakeJob, cells: list[CellState], at: dt.datetime, progress: Progress) -> None:

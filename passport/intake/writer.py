@@ -26,9 +26,7 @@ from passport.trust import keys
 from passport.trust.bundle import TrustBundle
 from passport.trust.roles import Role
 from passport.trust.store import load_certificates, thumbprint
-from passport.writer import read_image
-
-JOURNAL_SUFFIX = ".evicted.cbor"
+from passport.writer import EVICTED_SUFFIX, read_image
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +157,8 @@ def write_intake_entry(
                 f"the verifier would refuse the intake entry: {first.message} [{first.rule}]"
             )
         dropped = tuple(sorted({f.rule for f in report.findings}))
-    journal = Path(str(source_path) + JOURNAL_SUFFIX)
-    copy_journal = Path(str(copy_path) + JOURNAL_SUFFIX)
+    journal = Path(str(source_path) + EVICTED_SUFFIX)
+    copy_journal = Path(str(copy_path) + EVICTED_SUFFIX)
     old = read_bytes(journal, limit=64 << 20) if journal.exists() else b""
     if old or evicted:
         write_atomic(copy_journal, old + b"".join(r.raw for r in evicted))
