@@ -14,7 +14,7 @@ from passport.grading import Evidence, GradingPolicy, grade
 from passport.image import Image
 from passport.intake.facts import Facts
 from passport.intake.measure import Measurement
-from passport.soh import check_claims
+from passport.soh import check_claims, resistance_growth
 from passport.soh.check import Ageing
 
 
@@ -80,17 +80,22 @@ def assess(
             days[i] = nan if f.days_since is None else f.days_since
     check = check_claims(soh, sigma, claimed, claimed_sigma, fec, days,
                          ageing=ageing, threshold=threshold)  # fmt: skip
-    growth: dict[int, float] = {}
+    resistance = np.full(n, nan)
+    initial = np.full(n, nan)
     discharge: dict[int, float] = {}
     design: dict[int, str] = {}
     for i, c in enumerate(cells):
         m, f = c.measurement, c.facts
         design[i] = f.model if f is not None else (m.design if m is not None else "")
-        if m is not None and m.resistance_ohm and f is not None and f.initial_resistance_uohm > 0:
-            growth[i] = m.resistance_ohm / (f.initial_resistance_uohm * 1e-6)
+        if m is not None and m.resistance_ohm is not None:
+            resistance[i] = m.resistance_ohm
+        if f is not None:
+            initial[i] = f.initial_resistance_uohm
         if m is not None and m.self_discharge_mv_day is not None:
             discharge[i] = m.self_discharge_mv_day
-    growth_z = _robust_z({i: math.log(g) for i, g in growth.items() if g > 0}, design)
+    ratio = resistance_growth(resistance, initial)
+    growth = {i: float(g) for i, g in enumerate(ratio) if g > 0}  # NaN compares False
+    growth_z = _robust_z({i: math.log(g) for i, g in growth.items()}, design)
     discharge_z = _robust_z(discharge, design)
     design_cells: dict[str, int] = {}
     for i in growth:
