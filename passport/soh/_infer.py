@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +15,7 @@ from passport.soh._base import _WIDTH_INDEX, FloatArray, IntArray
 from passport.soh._params import DesignModel, same_width
 from passport.soh.features import COEF, FEATURE_NAMES, RESISTANCE
 
-_CHUNK = 32_768  # rows per block at inference: keeps the (rows x centres) matrix in cache
+_CHUNK = 4_096  # rows per block at inference: the (rows x centres) matrix stays in cache
 
 _OK, _RANGE, _MISSING, _NO_MODEL = range(4)
 
@@ -165,12 +165,9 @@ def _estimate_block(
     np.subtract(U[:, 0], k.u_ref, out=X[:, 0], casting="same_kind")
     np.subtract(U[:, 1:], U[:, :-1], out=X[:, 1:q], casting="same_kind")
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        inside = (
-            (width_ms >= k.lo_w)
-            & (width_ms <= k.hi_w)
-            & (rated_ah >= k.lo_ah)
-            & (rated_ah <= k.hi_ah)
-        )
+        inside = (width_ms >= k.lo_w) & (width_ms <= k.hi_w)
+        if not fast:  # the fast path's rows have the design's own rating
+            inside &= (rated_ah >= k.lo_ah) & (rated_ah <= k.hi_ah)
         # voltages: one flat min/max over the block (NaN propagates and fails the test), row
         # by row only when the block has a row outside the window
         if n and not (U.min() >= k.lo_u and U.max() <= k.hi_u):
@@ -185,17 +182,19 @@ def _estimate_block(
             X[:, 2 * q] = inv
             X[:, 2 * q + 1] = lw
             X[:, 2 * q + 2] = 1.0
-        # transposed products, (r + 2, rows) = G^T @ X^T and so on: rows along BLAS's M
-        ET = G.T @ X.T
-        r = ET.shape[0] - 2
-        ET[r] = k.minus_gamma * np.einsum("ij,ij->j", ET[:r], ET[:r])
-        out = k.linear @ ET
+        # (rows, r + 2) = X @ G, then (rows, m) = E @ centres: on blocks of _CHUNK rows
+        # both stay in cache (a third faster than transposed products on blocks of 32k)
+        E = X @ G
+        r = E.shape[1] - 2
+        E[:, r] = k.minus_gamma * np.einsum("ij,ij->i", E[:, :r], E[:, :r])
+        out = E @ k.linear
         if len(k.rbf_weights):
-            DT = k.centres.T @ ET  # -gamma |e - c|^2
-            np.exp(DT, out=DT)
-            out += k.rbf_weights @ DT
+            D = E @ k.centres  # -gamma |e - c|^2
+            np.exp(D, out=D)
+            out += D @ k.rbf_weights
     soh = out.astype(np.float64)
-    np.clip(soh, k.clip[0], k.clip[1], out=soh)
+    np.maximum(soh, k.clip[0], out=soh)  # np.clip, without its wrapper's cost
+    np.minimum(soh, k.clip[1], out=soh)
     sigma = np.interp(soh, k.knots, k.values)
     error = np.zeros(n, dtype=np.uint8)
     if not inside.all():
@@ -224,14 +223,17 @@ def _design_codes(design: npt.NDArray[Any], names: list[str]) -> npt.NDArray[np.
         for i, name in enumerate(names):
             codes[design == name] = i
         return codes
-    lookup: defaultdict[Any, int] = defaultdict(lambda: len(names))
-    lookup.update((name, i) for i, name in enumerate(names))
-    values = design.astype(object).tolist()
-    try:
+    # interned keys: rows read by passport.soh.io hold the same objects, so each look-up is an
+    # identity check instead of a string comparison
+    lookup = {sys.intern(name): i for i, name in enumerate(names)}
+    values = design.tolist()  # (astype(object) would first copy the array)
+    try:  # a plain dict's own __getitem__: twice as fast as a defaultdict's
         return np.fromiter(map(lookup.__getitem__, values), dtype=np.int16, count=len(design))
-    except TypeError:  # an unhashable entry: never a design name
+    except (KeyError, TypeError):  # another design, or an unhashable entry (never a design)
+        other = len(names)
         return np.array(
-            [lookup[v] if isinstance(v, str) else len(names) for v in values], dtype=np.int16
+            [lookup.get(v, other) if isinstance(v, str) else other for v in values],
+            dtype=np.int16,
         )
 
 

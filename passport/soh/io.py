@@ -190,7 +190,8 @@ def _parse(
             continue
         try:
             cell[r] = row[i_cell].strip()[:MAX_FIELD] if i_cell < len(row) else ""
-            design[r] = row[i_design].strip()[:MAX_FIELD] if i_design < len(row) else ""
+            # interned: a chunk's rows share a few design objects (dict look-ups by identity)
+            design[r] = sys.intern(row[i_design].strip()[:MAX_FIELD]) if i_design < len(row) else ""
             rated[r] = _number(row[i_rated])
             width[r] = _number(row[i_width])
             for j, i in enumerate(u_index):

@@ -53,7 +53,7 @@ def extract(
     cell's samples contiguous and in time order. |current| <= `current_eps` (A) is rest.
 
     Cost: two comparisons over `current`, one over `cell`, then work per segment (21 per cell),
-    not per sample; when every cell has the full protocol the gather is one reshape."""
+    not per sample; when every cell has the full protocol the gather is one `take`."""
     n = len(cell)
     if not (len(t) == len(current) == len(voltage) == n):
         raise ValueError("cell, t, current and voltage must have the same length")
@@ -61,44 +61,45 @@ def extract(
         empty = np.empty(0)
         return Extracted(np.empty(0, np.int64), np.empty((0, N_U)), empty, empty)
     state = (current > current_eps).view(np.int8) - (current < -current_eps).view(np.int8)
-    new_cell = np.empty(n, dtype=bool)
-    new_cell[0] = True
-    np.not_equal(cell[1:], cell[:-1], out=new_cell[1:])
     boundary = np.empty(n, dtype=bool)
     boundary[0] = True
     np.not_equal(state[1:], state[:-1], out=boundary[1:])
-    boundary |= new_cell
+    new_cell = np.not_equal(cell[1:], cell[:-1])  # sample i + 1 starts a cell
+    boundary[1:] |= new_cell
     starts = np.flatnonzero(boundary)
-    ends = np.empty_like(starts)
-    ends[:-1] = starts[1:] - 1
-    ends[-1] = n - 1
     cell_starts = np.flatnonzero(new_cell)
+    cell_starts += 1
+    cell_starts = np.concatenate((np.zeros(1, np.int64), cell_starts))
     m = len(cell_starts)
-    first_segment = np.searchsorted(starts, cell_starts)  # every cell start is a segment start
-    counts = np.diff(first_segment, append=len(starts))
-    U = np.full((m, N_U), np.nan)
-    if np.all(counts == SEGMENTS):
-        s = starts.reshape(m, SEGMENTS)
-        e = ends.reshape(m, SEGMENTS)
-        U[:, 0] = voltage[e[:, 0]]
-        U[:, 1::2] = voltage[s[:, 1:]]
-        U[:, 2::2] = voltage[e[:, 1:]]
-        s1, e1 = s[:, 1], e[:, 1]
+    # [start, end] of every segment, interleaved: a cell's row of 2 * SEGMENTS indices is
+    # [s0, e0, s1, e1, ...], and U1..U41 are the voltages at [e0, s1, e1, ..., e20]
+    se = np.empty((len(starts), 2), dtype=np.int64)
+    se[:, 0] = starts
+    se[:-1, 1] = starts[1:] - 1
+    se[-1, 1] = n - 1
+    width = np.full(m, np.nan)
+    rated = np.full(m, np.nan)
+    if len(starts) == m * SEGMENTS and np.array_equal(starts[::SEGMENTS], cell_starts):
+        # every cell has the full protocol: one gather
+        idx = se.reshape(m, 2 * SEGMENTS)
+        U = voltage.take(idx[:, 1:])
+        s1, e1 = idx[:, 2], idx[:, 3]
         rows = np.arange(m)
     else:
+        U = np.full((m, N_U), np.nan)
+        first_segment = np.searchsorted(starts, cell_starts)  # a cell start is a segment start
+        counts = np.diff(first_segment, append=len(starts))
         owner = np.repeat(np.arange(m), counts)
         rank = np.arange(len(starts)) - np.repeat(first_segment, counts)
         rest0 = rank == 0
-        U[owner[rest0], 0] = voltage[ends[rest0]]
+        U[owner[rest0], 0] = voltage[se[rest0, 1]]
         later = (rank >= 1) & (rank < SEGMENTS)
         column = 2 * rank[later] - 1
-        U[owner[later], column] = voltage[starts[later]]
-        U[owner[later], column + 1] = voltage[ends[later]]
+        U[owner[later], column] = voltage[se[later, 0]]
+        U[owner[later], column + 1] = voltage[se[later, 1]]
         pulse1 = rank == 1
-        s1, e1 = starts[pulse1], ends[pulse1]
+        s1, e1 = se[pulse1, 0], se[pulse1, 1]
         rows = owner[pulse1]
-    width = np.full(m, np.nan)
-    rated = np.full(m, np.nan)
     # the pulse lasts until the next sample (the first of the rest after it)
     step = np.where(e1 + 1 < n, t[np.minimum(e1 + 1, n - 1)] - t[e1], 0.0)
     width[rows] = (t[e1] - t[s1] + step) * 1000.0
