@@ -67,41 +67,51 @@ def extract(
     new_cell = np.not_equal(cell[1:], cell[:-1])  # sample i + 1 starts a cell
     boundary[1:] |= new_cell
     starts = np.flatnonzero(boundary)
-    cell_starts = np.flatnonzero(new_cell)
-    cell_starts += 1
-    cell_starts = np.concatenate((np.zeros(1, np.int64), cell_starts))
-    m = len(cell_starts)
     # [start, end] of every segment, interleaved: a cell's row of 2 * SEGMENTS indices is
     # [s0, e0, s1, e1, ...], and U1..U41 are the voltages at [e0, s1, e1, ..., e20]
     se = np.empty((len(starts), 2), dtype=np.int64)
     se[:, 0] = starts
     se[:-1, 1] = starts[1:] - 1
     se[-1, 1] = n - 1
-    width = np.full(m, np.nan)
-    rated = np.full(m, np.nan)
-    if len(starts) == m * SEGMENTS and np.array_equal(starts[::SEGMENTS], cell_starts):
-        # every cell has the full protocol: one gather
+    m = len(starts) // SEGMENTS
+    cell_starts = starts[::SEGMENTS]
+    # every cell has the full protocol when the cells change exactly at every SEGMENTS-th
+    # segment start and nowhere else: then one gather does it
+    if (
+        len(starts) == m * SEGMENTS
+        and np.count_nonzero(new_cell) == m - 1
+        and bool(new_cell[cell_starts[1:] - 1].all())
+    ):
         idx = se.reshape(m, 2 * SEGMENTS)
         U = voltage.take(idx[:, 1:])
         s1, e1 = idx[:, 2], idx[:, 3]
-        rows = np.arange(m)
-    else:
-        U = np.full((m, N_U), np.nan)
-        first_segment = np.searchsorted(starts, cell_starts)  # a cell start is a segment start
-        counts = np.diff(first_segment, append=len(starts))
-        owner = np.repeat(np.arange(m), counts)
-        rank = np.arange(len(starts)) - np.repeat(first_segment, counts)
-        rest0 = rank == 0
-        U[owner[rest0], 0] = voltage[se[rest0, 1]]
-        later = (rank >= 1) & (rank < SEGMENTS)
-        column = 2 * rank[later] - 1
-        U[owner[later], column] = voltage[se[later, 0]]
-        U[owner[later], column + 1] = voltage[se[later, 1]]
-        pulse1 = rank == 1
-        s1, e1 = se[pulse1, 0], se[pulse1, 1]
-        rows = owner[pulse1]
-    # the pulse lasts until the next sample (the first of the rest after it)
-    step = np.where(e1 + 1 < n, t[np.minimum(e1 + 1, n - 1)] - t[e1], 0.0)
-    width[rows] = (t[e1] - t[s1] + step) * 1000.0
+        te1 = t[e1]
+        # the pulse lasts until the next sample, the first of the rest after it (here always
+        # there: the start of segment 2)
+        width = (te1 - t[s1] + (t[idx[:, 4]] - te1)) * 1000.0
+        rated = np.abs(current[s1]) / AMPLITUDES_C[0]
+        return Extracted(np.asarray(cell[cell_starts]), U, width, rated)
+    cell_starts = np.concatenate((np.zeros(1, np.int64), np.flatnonzero(new_cell) + 1))
+    m = len(cell_starts)
+    U = np.full((m, N_U), np.nan)
+    first_segment = np.searchsorted(starts, cell_starts)  # a cell start is a segment start
+    counts = np.diff(first_segment, append=len(starts))
+    owner = np.repeat(np.arange(m), counts)
+    rank = np.arange(len(starts)) - np.repeat(first_segment, counts)
+    rest0 = rank == 0
+    U[owner[rest0], 0] = voltage[se[rest0, 1]]
+    later = (rank >= 1) & (rank < SEGMENTS)
+    column = 2 * rank[later] - 1
+    U[owner[later], column] = voltage[se[later, 0]]
+    U[owner[later], column + 1] = voltage[se[later, 1]]
+    pulse1 = rank == 1
+    s1, e1 = se[pulse1, 0], se[pulse1, 1]
+    rows = owner[pulse1]
+    width = np.full(m, np.nan)
+    rated = np.full(m, np.nan)
+    # the pulse lasts until the next sample (the first of the rest after it), if there is one
+    te1 = t[e1]
+    step = np.where(e1 + 1 < n, t[np.minimum(e1 + 1, n - 1)] - te1, 0.0)
+    width[rows] = (te1 - t[s1] + step) * 1000.0
     rated[rows] = np.abs(current[s1]) / AMPLITUDES_C[0]
     return Extracted(np.asarray(cell[cell_starts]), U, width, rated)
