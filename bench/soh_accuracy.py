@@ -45,6 +45,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from passport.soh.combine import combine  # noqa: E402
 from passport.soh.features import U_COLUMNS, physical_cell  # noqa: E402
 from passport.soh.model import (  # noqa: E402
     Z90,
@@ -64,7 +65,8 @@ PRIOR_DRAWS = 10
 
 
 class Data:
-    """The CSV as arrays (csv module; the SOC column is not read)."""
+    """The CSV as arrays (csv module). The SOC column is never an input: it only tells which
+    rows came from one test (one cell at one state of charge, every pulse width it ran)."""
 
     def __init__(self, path: Path) -> None:
         with open(path, newline="", encoding="utf-8") as fh:
@@ -78,6 +80,7 @@ class Data:
         self.rated_ah = np.array([float(r["rated_ah"]) for r in rows])
         self.width_ms = np.array([float(r["pulse_width_ms"]) for r in rows])
         self.soh = np.array([float(r["soh"]) for r in rows])
+        self.test = np.array([f"{r['cell_id']}@{r.get('soc_pct', '')}" for r in rows])
         self.U = np.array(
             [[float(r[c]) if r.get(c, "").strip() else np.nan for c in U_COLUMNS] for r in rows]
         )
@@ -184,12 +187,14 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
             "ridge_baseline": scores(data.soh[rows], base_est[rows], base_sig[rows]),
         }
 
+        per_design[d]["per_test"] = per_test(data, est, sig, d)
+
     def mean_of(which: str, key: str) -> float:
         return round(float(np.mean([per_design[d][which][key] for d in designs])), 3)
 
     means = {
         which: {k: mean_of(which, k) for k in ("mae", "p95", "coverage_90", "mean_sigma")}
-        for which in ("model", "ridge_baseline")
+        for which in ("model", "ridge_baseline", "per_test")
     }
     p95_misses = [d for d in designs if per_design[d]["model"]["p95"] > TARGET_P95]
     cov_misses = [
@@ -210,6 +215,26 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
         },
         "error_rows": errors,
         "fit_seconds_per_fold": round(float(np.mean(fit_seconds)), 2),
+    }
+
+
+def per_test(data: Data, est: np.ndarray, sig: np.ndarray, design: str) -> dict[str, Any]:
+    """The out-of-fold rows of each test combined as the intake combines a cell's rows
+    (`passport.soh.combine`), scored once per test: what a line running every pulse width of
+    the protocol gets (the LFP designs ran four widths per test, the others one)."""
+    rows = np.flatnonzero((data.design == design) & np.isfinite(est))
+    tests, inverse = np.unique(data.test[rows], return_inverse=True)
+    truth = np.empty(len(tests))
+    comb = np.empty(len(tests))
+    comb_sigma = np.empty(len(tests))
+    for t in range(len(tests)):
+        r = rows[inverse == t]
+        truth[t] = data.soh[r].mean()  # one capacity test per cell and stage: all equal
+        comb[t], comb_sigma[t] = combine(est[r], sig[r])
+    return {
+        "tests": len(tests),
+        "rows_per_test": round(len(rows) / max(1, len(tests)), 2),
+        **scores(truth, comb, comb_sigma),
     }
 
 

@@ -25,9 +25,12 @@ from passport.grading import Evidence, GradingPolicy, grade
 from passport.image import Image
 from passport.intake import IntakeSummary, replay, run_intake
 from passport.intake import run as intake_run
+from passport.intake.measure import measure
 from passport.intake.outputs import RESULT_COLUMNS, RESULTS_FORMAT
 from passport.records import Entry, Kind, SignedRecord, SohMethod, Values
 from passport.registry import Registry, source_from_bytes
+from passport.soh import combine, estimate, load_model
+from passport.soh.io import read_all
 from passport.trust import keys
 from passport.writer import read_image
 
@@ -744,3 +747,35 @@ def test_bad_grading_column_is_an_input_error(
     assert message in info.value.reason
     assert "line 5" in info.value.reason
     assert info.value.source == str(tests)
+
+
+def test_a_cell_tested_at_several_widths_gets_one_combined_soh(kit: Kit, tmp_path: Path) -> None:
+    """Every row of a cell that gave an estimate counts (passport.soh.combine); a row with an
+    error does not; the last usable row gives the line number."""
+    rows = list(csv.reader(io.StringIO(kit.tests_csv.read_text(encoding="utf-8"))))
+    header, at = rows[0], rows[0].index("cell_id")
+    first, second = kit.stems[0], kit.stems[1]
+    mine = next(r for r in rows[1:] if r[at] == first)
+    u = [header.index(f"U{i}") for i in range(2, 10)]  # a stiffer 0.5 C response
+    shifted = [f"{float(v) + 0.002:.6f}" if i in u else v for i, v in enumerate(mine)]
+    broken = [("" if name == "U5" else v) for name, v in zip(header, mine, strict=True)]
+    tests = tmp_path / "tests.csv"
+    tests.write_text(_csv([*rows, shifted, broken]), encoding="utf-8")
+
+    model = load_model(kit.model_path)
+    table = read_all(tests)
+    est = estimate(model, table.design, table.U, table.rated_ah, table.width_ms)
+    got = measure(model, tests, {})
+
+    own = [i for i, c in enumerate(table.cell_id) if c == first]
+    assert len(own) == 3
+    assert est.error[own[2]] != ""  # the broken row gives no estimate
+    assert est.soh[own[0]] != est.soh[own[1]]
+    want = combine(est.soh[own[:2]], est.soh_sigma[own[:2]])
+    m = got[first]
+    assert (m.soh, m.soh_sigma) == want
+    assert (m.rows, m.combined, m.line) == (3, 2, int(table.line[own[1]]))
+    assert min(est.soh_sigma[own[:2]]) <= m.soh_sigma  # never tighter than its rows
+    one = [i for i, c in enumerate(table.cell_id) if c == second]
+    assert (got[second].soh, got[second].soh_sigma) == (est.soh[one[0]], est.soh_sigma[one[0]])
+    assert got[second].combined == 1

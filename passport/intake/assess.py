@@ -182,6 +182,7 @@ def _result(
         "resistance_growth": evidence.resistance_growth,
         **decided,
         "test_line": m.line if m is not None else None,
+        "test_rows": m.combined if m is not None else 0,  # rows the measured SoH combines
         "test_error": m.error if m is not None else "",
         "error": c.error,
         "evidence": evidence.to_dict(),

@@ -4,7 +4,10 @@ TESTS.csv is the SoH estimator's input (a pulse-feature table, or long-format tr
 by the header). Two optional columns of a feature table serve grading: `tests_covered` (what
 the intake test covered of the cell's history risks, `;`-separated: deep-discharge,
 over-temperature) and `self_discharge_mv_day` (open-circuit voltage drop over the intake rest).
-When a cell was tested more than once, its last row that gave an estimate counts.
+A cell with several rows that gave an estimate (the pulse widths of one test, or repeated
+tests of the visit) gets one SoH from all of them (`passport.soh.combine`: weighted mean, sigma
+as if their errors were fully correlated); its last such row gives the line number, resistance
+and the grading columns.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 
 from passport.errors import InputError
 from passport.grading import TEST_COVERAGE
-from passport.soh import SohModel, estimate, trace_chunk_to_rows
+from passport.soh import SohModel, combine, estimate, trace_chunk_to_rows
 from passport.soh.io import PulseChunk, open_text, read_pulse_csv
 from passport.soh.trace_io import is_trace_header, read_trace_csv, sniff_header
 
@@ -37,6 +40,7 @@ class Measurement:
     tests_covered: tuple[str, ...] = ()
     self_discharge_mv_day: float | None = None
     rows: int = 1  # how many test rows this cell had
+    combined: int = 1  # how many of them gave the SoH (0 with an error)
 
 
 def _extras(path: str | os.PathLike[str]) -> dict[int, tuple[tuple[str, ...], float | None]]:
@@ -98,6 +102,7 @@ def measure(
     extras = {} if traces else _extras(path)
     best: dict[str, Measurement] = {}
     counts: dict[str, int] = {}
+    usable: dict[str, list[tuple[float, float]]] = {}
     for chunk in _chunks(path, traces):
         design = np.array(
             [d or designs.get(c, "") for c, d in zip(chunk.cell_id, chunk.design, strict=True)],
@@ -127,10 +132,19 @@ def measure(
                 tests_covered=covered,
                 self_discharge_mv_day=self_discharge,
             )
+            if ok:
+                usable.setdefault(cell, []).append((float(est.soh[i]), float(est.soh_sigma[i])))
             held = best.get(cell)
             if held is None or ok or held.error:
                 best[cell] = m
-    return {cell: replace(m, rows=counts[cell]) for cell, m in best.items()}
+    out: dict[str, Measurement] = {}
+    for cell, m in best.items():
+        rows = usable.get(cell, [])
+        if rows:
+            soh, sigma = combine([r[0] for r in rows], [r[1] for r in rows])
+            m = replace(m, soh=soh, soh_sigma=sigma)
+        out[cell] = replace(m, rows=counts[cell], combined=len(rows))
+    return out
 
 
 def _finite(x: float) -> float | None:

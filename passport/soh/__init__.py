@@ -33,6 +33,7 @@ import numpy.typing as npt
 from passport._fileio import read_bytes, write_atomic
 from passport.errors import InputError
 from passport.soh.check import Ageing, CheckResult, check_claims
+from passport.soh.combine import combine
 from passport.soh.features import U_COLUMNS, features, ohmic_resistance, physical_cell
 from passport.soh.io import (
     CLAIM_COLUMNS,
@@ -69,6 +70,7 @@ __all__ = [
     "Extracted",
     "SohModel",
     "check_claims",
+    "combine",
     "estimate",
     "estimate_csv",
     "estimate_traces",
@@ -109,10 +111,12 @@ def estimate(
     width_ms: FloatArray,
 ) -> Estimate:
     """Estimate every row. No state of charge needed; rows of different designs may mix."""
+    # a numpy array keeps its dtype (fixed-width strings are matched vectorised), a list
+    # becomes an object array (converting it to fixed-width strings would cost more)
+    names = design if isinstance(design, np.ndarray) else np.asarray(design, dtype=object)
     soh, sigma, error = model.predict(
-        np.asarray(design, dtype=object), np.asarray(U), np.asarray(rated_ah),
-        np.asarray(width_ms),
-    )  # fmt: skip
+        names, np.asarray(U), np.asarray(rated_ah), np.asarray(width_ms)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         resistance = ohmic_resistance(U, rated_ah)
     return Estimate(soh, sigma, resistance, error)

@@ -1,0 +1,70 @@
+"""Several estimates of one cell -> one (passport.soh.combine)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from passport.soh import combine
+
+
+def test_one_row_is_returned_unchanged() -> None:
+    assert combine([0.8123456789], [0.0123]) == (0.8123456789, 0.0123)
+
+
+def test_equal_sigmas_give_the_plain_mean_and_the_same_sigma() -> None:
+    soh, sigma = combine([0.80, 0.84, 0.82], [0.02, 0.02, 0.02])
+    assert soh == pytest.approx(0.82)
+    # errors of one cell's rows move together: averaging them does not shrink sigma
+    assert sigma == pytest.approx(0.02)
+
+
+def test_a_tighter_row_weighs_more() -> None:
+    soh, sigma = combine([0.80, 0.90], [0.01, 0.03])
+    # weights 1/sigma^2: 9 : 1
+    assert soh == pytest.approx((9 * 0.80 + 0.90) / 10)
+    assert sigma == pytest.approx((9 * 0.01 + 0.03) / 10)
+
+
+@pytest.mark.parametrize(
+    ("soh", "sigma"),
+    [
+        ([], []),  # nothing to combine
+        ([0.8, 0.9], [0.01]),  # lengths differ
+        ([0.8, math.nan], [0.01, 0.01]),  # a row with an error
+        ([0.8, 0.9], [0.01, 0.0]),  # a sigma that is not positive
+        ([0.8, 0.9], [0.01, math.inf]),
+    ],
+    ids=["empty", "lengths", "nan-estimate", "zero-sigma", "inf-sigma"],
+)
+def test_refuses_rows_that_are_not_estimates(soh: list[float], sigma: list[float]) -> None:
+    with pytest.raises(ValueError, match="combine needs"):
+        combine(soh, sigma)
+
+
+rows = st.lists(
+    st.tuples(st.floats(0.3, 1.2, allow_nan=False), st.floats(1e-4, 0.2, allow_nan=False)),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(rows)
+def test_the_result_lies_within_the_rows(pairs: list[tuple[float, float]]) -> None:
+    s = np.array([p[0] for p in pairs])
+    sd = np.array([p[1] for p in pairs])
+    soh, sigma = combine(s, sd)
+    eps = 1e-12
+    assert s.min() - eps <= soh <= s.max() + eps
+    assert sd.min() - eps <= sigma <= sd.max() + eps
+
+
+@given(rows)
+def test_the_order_of_the_rows_does_not_matter(pairs: list[tuple[float, float]]) -> None:
+    forward = combine([p[0] for p in pairs], [p[1] for p in pairs])
+    backward = combine([p[0] for p in pairs[::-1]], [p[1] for p in pairs[::-1]])
+    assert forward == pytest.approx(backward, rel=1e-12, abs=1e-15)
