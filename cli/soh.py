@@ -84,6 +84,14 @@ def estimate(
         float,
         typer.Option(help="Flag a passport claim when it exceeds the measurement by this z."),
     ] = DEFAULT_THRESHOLD,
+    per_cell: Annotated[
+        bool,
+        typer.Option(
+            "--per-cell",
+            help="Also give every row its cell's SoH from all consecutive rows of that cell "
+            "(the pulse widths of one test): cell_soh, cell_soh_sigma, cell_rows.",
+        ),
+    ] = False,
     json_out: Json = False,
 ) -> None:
     """Estimate SoH for every row of INPUT, in input order, with its standard deviation.
@@ -92,7 +100,10 @@ def estimate(
     (empty when fine; otherwise no-model, missing-features, out-of-range, bad-row, ...). Input
     columns claimed_soh, claimed_soh_sigma, fec_since, days_since and initial_resistance_uohm
     add the passport check: resistance_growth, claim_z, claim_flagged, posterior_soh,
-    posterior_sigma. Streams in chunks: any input size, bounded memory.
+    posterior_sigma. With --per-cell, consecutive rows of one cell_id (a test at several pulse
+    widths) also get one combined SoH, as 'passport intake' measures a cell: inverse-variance
+    mean of the rows that gave an estimate, its sigma as if their errors were fully correlated
+    (never tighter than the rows). Streams in chunks: any input size, bounded memory.
     """
     if threshold <= 0:
         raise typer.BadParameter("must be positive", param_hint="--threshold")
@@ -103,7 +114,7 @@ def estimate(
     with progress_bar("estimating", total) as advance:
         summary = estimate_csv(
             model, input_csv, out, design=design, ageing=Ageing(), threshold=threshold,
-            on_progress=advance,
+            on_progress=advance, per_cell=per_cell,
         )  # fmt: skip
     data = summary.to_dict()
     if json_out:

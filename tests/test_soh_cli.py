@@ -8,6 +8,7 @@ for a leaked traceback; exit codes: 0 ok, 2 bad usage or unreadable input.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections import defaultdict
@@ -19,8 +20,11 @@ import pytest
 from conftest import shared_path
 from typer.testing import CliRunner, Result
 
+import passport.soh as soh_api
+import passport.soh.tables as soh_tables
 from cli.app import app
-from passport.soh import U_COLUMNS, load_model, physical_cell
+from passport.soh import U_COLUMNS, combine, load_model, physical_cell
+from passport.soh.io import read_pulse_csv
 from passport.soh.synthetic import aged_cells, pulse_rows
 
 RUNNER = CliRunner(
@@ -420,3 +424,85 @@ def test_real_cells_never_seen_in_training(tmp_path: Path) -> None:
     assert all(m < 6.0 for m in mae.values()), mae
     coverage = float(np.mean(covered))
     assert 0.8 <= coverage <= 0.97, coverage
+
+
+# --------------------------------------------------------------------------------------------
+# soh estimate --per-cell
+
+
+@pytest.fixture
+def multi(tmp_path: Path) -> Path:
+    """Twelve cells, each tested in three consecutive rows (the 0.5 C block shifted by -1, 0,
+    +1 mV); cell new003's middle row names a design the model lacks; new000 comes back at
+    the end (a second visit: a run of its own)."""
+    src = read_csv(write_cells(tmp_path / "one.csv", 12, seed=33, prefix="new"))
+    out = []
+    for row in src:
+        for shift in (-0.001, 0.0, 0.001):
+            r = dict(row)
+            for i in range(2, 10):
+                r[f"U{i}"] = repr(float(r[f"U{i}"]) + shift)
+            out.append(r)
+    out[3 * 3 + 1]["design"] = "LFP-20Ah"
+    out.append(dict(src[0]))
+    path = tmp_path / "input.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HEADER, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(out)
+    return path
+
+
+def _runs(rows: list[dict[str, str]]) -> list[list[dict[str, str]]]:
+    runs: list[list[dict[str, str]]] = []
+    for r in rows:
+        if runs and runs[-1][0]["cell_id"] == r["cell_id"]:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    return runs
+
+
+def test_per_cell_combines_each_run_of_a_cells_rows(model_file: Path, multi: Path) -> None:
+    result = run("soh", "estimate", "-m", model_file, multi, "-o", "out.csv", "--per-cell")
+    assert result.exit_code == 0, result.stderr
+    rows = read_csv(Path("out.csv"))
+    assert len(rows) == 37
+    runs = _runs(rows)
+    assert [len(r) for r in runs] == [3] * 12 + [1]
+    for run_rows in runs:
+        usable = [r for r in run_rows if not r["error"]]
+        want = combine([float(r["soh"]) for r in usable], [float(r["soh_sigma"]) for r in usable])
+        for r in run_rows:  # every row of the run carries its figure
+            assert int(r["cell_rows"]) == len(usable)
+            assert float(r["cell_soh"]) == pytest.approx(want[0], abs=2e-6)
+            assert float(r["cell_soh_sigma"]) == pytest.approx(want[1], abs=2e-6)
+            assert float(r["cell_soh_sigma"]) >= min(float(u["soh_sigma"]) for u in usable) - 1e-6
+    assert [r["error"] for r in runs[3]] == ["", "no-model", ""]
+    assert runs[-1][0]["cell_soh"] == runs[-1][0]["soh"]  # a run of one row is that row
+    plain = run("soh", "estimate", "-m", model_file, multi, "-o", "plain.csv")
+    assert plain.exit_code == 0
+    assert "cell_soh" not in read_csv(Path("plain.csv"))[0]  # only when asked for
+
+
+def test_per_cell_runs_across_chunks_are_held_back_and_combined(
+    model_file: Path, multi: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of 4 rows cut most runs of 3: the result is the same as in one chunk."""
+    model = load_model(model_file)
+    soh_api.estimate_csv(model, multi, "whole.csv", per_cell=True)
+    small = functools.partial(read_pulse_csv, chunk_rows=4)
+    monkeypatch.setattr(soh_tables, "read_pulse_csv", small)
+    soh_api.estimate_csv(model, multi, "chunked.csv", per_cell=True)
+    whole, chunked = read_csv(Path("whole.csv")), read_csv(Path("chunked.csv"))
+    assert [r["line"] for r in chunked] == [r["line"] for r in whole]
+    assert [r["cell_rows"] for r in chunked] == [r["cell_rows"] for r in whole]
+    for a, b in zip(whole, chunked, strict=True):
+        assert float(a["cell_soh"]) == pytest.approx(float(b["cell_soh"]), abs=2e-4)
+    # a run longer than the cap is cut where the chunk ends, not held
+    monkeypatch.setattr(soh_tables, "PER_CELL_MAX_ROWS", 2)
+    soh_api.estimate_csv(model, multi, "capped.csv", per_cell=True)
+    capped = read_csv(Path("capped.csv"))
+    assert [r["line"] for r in capped] == [r["line"] for r in whole]
+    assert max(int(r["cell_rows"]) for r in capped) <= 3
+    assert any(a["cell_rows"] != b["cell_rows"] for a, b in zip(whole, capped, strict=True))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from passport.soh import combine
+from passport.soh import combine, combine_runs
 
 
 def test_one_row_is_returned_unchanged() -> None:
@@ -68,3 +68,30 @@ def test_the_order_of_the_rows_does_not_matter(pairs: list[tuple[float, float]])
     forward = combine([p[0] for p in pairs], [p[1] for p in pairs])
     backward = combine([p[0] for p in pairs[::-1]], [p[1] for p in pairs[::-1]])
     assert forward == pytest.approx(backward, rel=1e-12, abs=1e-15)
+
+
+def test_runs_of_consecutive_rows_of_one_cell() -> None:
+    nan = math.nan
+    ids = ["a", "a", "a", "b", "", "", "a", "c", "c"]
+    soh = [0.80, 0.84, nan, 0.90, 0.70, 0.72, 0.81, nan, nan]
+    sd = [0.02, 0.02, nan, 0.01, 0.03, 0.03, 0.02, nan, nan]
+    got_soh, got_sd, rows = combine_runs(ids, soh, sd)
+    assert rows.tolist() == [2, 2, 2, 1, 1, 1, 1, 0, 0]  # NaN rows left out of their run
+    assert got_soh[:3] == pytest.approx([0.82] * 3)
+    assert got_sd[:3] == pytest.approx([0.02] * 3)
+    # a row without an id is a run of its own; a run of one row is that row, exactly
+    assert got_soh[3:7].tolist() == [0.90, 0.70, 0.72, 0.81]
+    assert got_sd[3:7].tolist() == [0.01, 0.03, 0.03, 0.02]
+    assert np.isnan(got_soh[7:]).all()
+    assert np.isnan(got_sd[7:]).all()
+
+
+@given(rows)
+def test_a_run_matches_combine(pairs: list[tuple[float, float]]) -> None:
+    s = [p[0] for p in pairs]
+    sd = [p[1] for p in pairs]
+    got_soh, got_sd, n = combine_runs(["x"] * len(s), s, sd)
+    want = combine(s, sd)
+    assert n.tolist() == [len(s)] * len(s)
+    assert got_soh[0] == pytest.approx(want[0], rel=1e-12)
+    assert got_sd[0] == pytest.approx(want[1], rel=1e-12)

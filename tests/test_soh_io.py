@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import copy
 import csv
-import functools
 import json
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import passport.soh as soh
+import passport.soh.tables as soh_tables
 from passport.errors import InputError
 from passport.soh import (
     ERR_BAD_ROW,
@@ -350,7 +351,7 @@ def test_chunked_reading_gives_the_same_rows_and_estimates(
         np.testing.assert_array_equal(concat(small, name), concat(one, name), err_msg=name)
 
     estimate_csv(model, src, tmp_path / "one.csv")
-    monkeypatch.setattr(soh, "read_pulse_csv", functools.partial(read_pulse_csv, chunk_rows=3))
+    monkeypatch.setattr(soh_tables, "read_pulse_csv", partial(read_pulse_csv, chunk_rows=3))
     progress: list[int] = []
     estimate_csv(model, src, tmp_path / "small.csv", on_progress=progress.append)
     assert progress == [3] * 10 + [1]
@@ -476,7 +477,7 @@ def test_a_failure_mid_stream_leaves_no_output(
     out = tmp_path / "out.csv"
     if existing:
         out.write_bytes(b"old results\n")
-    monkeypatch.setattr(soh, "read_pulse_csv", functools.partial(read_pulse_csv, chunk_rows=3))
+    monkeypatch.setattr(soh_tables, "read_pulse_csv", partial(read_pulse_csv, chunk_rows=3))
     calls: list[int] = []
     real = soh.estimate
 
@@ -486,7 +487,7 @@ def test_a_failure_mid_stream_leaves_no_output(
             raise RuntimeError("disk on fire")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(soh, "estimate", fail_on_second_chunk)
+    monkeypatch.setattr(soh_tables, "estimate", fail_on_second_chunk)
     with pytest.raises(RuntimeError, match="disk on fire"):
         estimate_csv(model, src, out)
     assert len(calls) == 2
@@ -511,7 +512,7 @@ def test_a_bad_line_late_in_the_file_leaves_no_output(
     lines = src.read_bytes().splitlines(keepends=True)
     lines[49] = lines[49].replace(b"c048", b"c\xff48")
     src.write_bytes(b"".join(lines))
-    monkeypatch.setattr(soh, "read_pulse_csv", functools.partial(read_pulse_csv, chunk_rows=3))
+    monkeypatch.setattr(soh_tables, "read_pulse_csv", partial(read_pulse_csv, chunk_rows=3))
     written: list[int] = []
     with pytest.raises(InputError) as info:
         estimate_csv(model, src, tmp_path / "out.csv", on_progress=written.append)

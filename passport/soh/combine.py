@@ -31,3 +31,39 @@ def combine(soh: npt.ArrayLike, sigma: npt.ArrayLike) -> tuple[float, float]:
     w = 1.0 / (sd * sd)
     w /= w.sum()
     return float(w @ s), float(w @ sd)
+
+
+def combine_runs(
+    cell_id: npt.ArrayLike, soh: npt.ArrayLike, sigma: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64]]:
+    """`combine` over every run of consecutive rows with the same (non-empty) cell id, given to
+    each row of the run: (soh, sigma, rows combined). Rows without an estimate (NaN) are left
+    out of their run's figure; a run with none gets NaN and 0. A run of one usable row gets
+    that row's values exactly."""
+    ids = np.asarray(cell_id, dtype=object)
+    s = np.asarray(soh, dtype=np.float64)
+    sd = np.asarray(sigma, dtype=np.float64)
+    n = len(ids)
+    if not (s.shape == sd.shape == (n,)):
+        raise ValueError("cell_id, soh and sigma must be 1-D of the same length")
+    if n == 0:
+        return np.empty(0), np.empty(0), np.empty(0, dtype=np.int64)
+    start = np.ones(n, dtype=bool)
+    start[1:] = (ids[1:] != ids[:-1]) | (ids[1:] == "")
+    run = np.cumsum(start) - 1
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ok = np.isfinite(s) & np.isfinite(sd) & (sd > 0)
+        w = np.where(ok, 1.0 / (sd * sd), 0.0)
+        s0 = np.where(ok, s, 0.0)
+        d0 = np.where(ok, sd, 0.0)
+        count = np.bincount(run, ok.astype(np.int64)).astype(np.int64)
+        total = np.bincount(run, w)
+        mean = np.bincount(run, w * s0) / total
+        spread = np.bincount(run, w * d0) / total
+        one = count == 1  # the sum of one value and zeros is that value
+        mean = np.where(one, np.bincount(run, s0), mean)
+        spread = np.where(one, np.bincount(run, d0), spread)
+        none = count == 0
+        mean[none] = np.nan
+        spread[none] = np.nan
+    return mean[run], spread[run], count[run]
