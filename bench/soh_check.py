@@ -17,6 +17,11 @@ and `check_claims` (default ageing prior, threshold |z| > 3, one-sided: only ove
 fraud worth flagging) sees the claim, its stated sigma, cycles and days since, and the
 measurement. Reported per design and as the mean over designs: the false-flag rate on honest
 claims and the detection rate for claims overstated by 5 and 10 points.
+
+`results_per_test` does the same once per test instead of once per row: the out-of-fold rows
+of one cell at one state of charge (every pulse width it ran; `soc_pct` only groups them) are
+combined as `passport intake` and `soh estimate --per-cell` combine them
+(`passport.soh.combine_runs`). The LFP designs ran four widths per test, the others one.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import csv  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -34,7 +40,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from passport.soh import check_claims, physical_cell  # noqa: E402
+from passport.soh import check_claims, combine_runs, physical_cell  # noqa: E402
 from passport.soh.io import read_all  # noqa: E402
 from passport.soh.model import SohModel, group_kfold  # noqa: E402
 
@@ -74,6 +80,24 @@ def out_of_fold(table, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]: 
     return soh, sigma
 
 
+def per_test(
+    path: Path, cell_id: np.ndarray, design: np.ndarray, truth: np.ndarray, measured: np.ndarray,
+    sigma: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """(design, truth, combined measurement, combined sigma), one entry per test."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        soc = [r.get("soc_pct") or "" for r in csv.DictReader(fh)]
+    if len(soc) != len(cell_id):
+        raise SystemExit(f"{path}: {len(soc)} rows, but {len(cell_id)} were read")
+    key = np.array([f"{d}/{c}@{s}" for d, c, s in zip(design, cell_id, soc, strict=True)])
+    order = np.argsort(key, kind="stable")
+    soh, sd, _ = combine_runs(key[order], measured[order], sigma[order])
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = key[order][1:] != key[order][:-1]
+    pick = order[first]
+    return design[pick], truth[pick], soh[first], sd[first]
+
+
 def simulate(
     truth: np.ndarray,
     measured: np.ndarray,
@@ -98,6 +122,30 @@ def simulate(
     return out
 
 
+def rates_by_design(
+    design: np.ndarray, truth: np.ndarray, measured: np.ndarray, sigma: np.ndarray,
+    threshold: float, rng: np.random.Generator,
+) -> dict[str, dict[str, dict[str, dict[str, float]]]]:  # fmt: skip
+    results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for scenario_name, scenario in SCENARIOS.items():
+        for sigma_name, claim_sigma in CLAIM_SIGMAS.items():
+            key = f"{scenario_name}/{sigma_name}_sigma_{claim_sigma:g}"
+            per_design = {}
+            for name in np.unique(design):
+                rows = design == name
+                rates = simulate(
+                    truth[rows], measured[rows], sigma[rows], scenario, claim_sigma, threshold,
+                    rng,
+                )  # fmt: skip
+                per_design[str(name)] = {k: round(v, 4) for k, v in rates.items()}
+            mean = {
+                k: round(float(np.mean([d[k] for d in per_design.values()])), 4)
+                for k in ("false_flag_rate", "detect_5", "detect_10")
+            }
+            results[key] = {"mean_over_designs": mean, "per_design": per_design}
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -111,24 +159,12 @@ def main() -> None:
     table = read_all(args.data)
     measured, sigma = out_of_fold(table, args.folds, args.seed)
     design = table.design.astype(str)
+    tests = per_test(
+        args.data, np.asarray(table.cell_id, dtype=str), design, table.soh, measured, sigma
+    )
     rng = np.random.default_rng(args.seed)
-    results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-    for scenario_name, scenario in SCENARIOS.items():
-        for sigma_name, claim_sigma in CLAIM_SIGMAS.items():
-            key = f"{scenario_name}/{sigma_name}_sigma_{claim_sigma:g}"
-            per_design = {}
-            for name in np.unique(design):
-                rows = design == name
-                rates = simulate(
-                    table.soh[rows], measured[rows], sigma[rows], scenario, claim_sigma,
-                    args.threshold, rng,
-                )  # fmt: skip
-                per_design[str(name)] = {k: round(v, 4) for k, v in rates.items()}
-            mean = {
-                k: round(float(np.mean([d[k] for d in per_design.values()])), 4)
-                for k in ("false_flag_rate", "detect_5", "detect_10")
-            }
-            results[key] = {"mean_over_designs": mean, "per_design": per_design}
+    results = rates_by_design(design, table.soh, measured, sigma, args.threshold, rng)
+    results_per_test = rates_by_design(*tests, args.threshold, rng)
     print(
         json.dumps(
             {
@@ -141,6 +177,8 @@ def main() -> None:
                     for k, v in SCENARIOS.items()
                 },
                 "results": results,
+                "tests": len(tests[0]),
+                "results_per_test": results_per_test,
                 "seconds": round(time.perf_counter() - start, 1),
             },
             indent=2,
