@@ -147,6 +147,7 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
     sig = np.full(len(data.soh), np.nan)
     base_est = np.full(len(data.soh), np.nan)
     base_sig = np.full(len(data.soh), np.nan)
+    rho = np.ones(len(data.soh))  # the fold model's row correlation of each row's design
     errors: dict[str, int] = {}
     fit_seconds = []
     for f in range(n_folds):
@@ -165,6 +166,10 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
             data.design[test], data.U[test], data.rated_ah[test], data.width_ms[test]
         )
         est[test], sig[test] = s, sd
+        rho[test] = [
+            model.models[d].row_correlation if d in model.models else 1.0
+            for d in data.design[test].tolist()
+        ]
         for code in err[err != ""]:
             errors[code] = errors.get(code, 0) + 1
         for d in designs:
@@ -187,7 +192,8 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
             "ridge_baseline": scores(data.soh[rows], base_est[rows], base_sig[rows]),
         }
 
-        per_design[d]["per_test"] = per_test(data, est, sig, d)
+        per_design[d]["per_test"] = per_test(data, est, sig, rho, d)
+        per_design[d]["row_correlation"] = round(float(rho[data.design == d].mean()), 3)
 
     def mean_of(which: str, key: str) -> float:
         return round(float(np.mean([per_design[d][which][key] for d in designs])), 3)
@@ -218,10 +224,13 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
     }
 
 
-def per_test(data: Data, est: np.ndarray, sig: np.ndarray, design: str) -> dict[str, Any]:
+def per_test(
+    data: Data, est: np.ndarray, sig: np.ndarray, rho: np.ndarray, design: str
+) -> dict[str, Any]:
     """The out-of-fold rows of each test combined as the intake combines a cell's rows
-    (`passport.soh.combine`), scored once per test: what a line running every pulse width of
-    the protocol gets (the LFP designs ran four widths per test, the others one)."""
+    (`passport.soh.combine` with the fold model's row correlation), scored once per test: what
+    a line running every pulse width of the protocol gets (the LFP designs ran four widths per
+    test, the others one)."""
     rows = np.flatnonzero((data.design == design) & np.isfinite(est))
     tests, inverse = np.unique(data.test[rows], return_inverse=True)
     truth = np.empty(len(tests))
@@ -230,7 +239,7 @@ def per_test(data: Data, est: np.ndarray, sig: np.ndarray, design: str) -> dict[
     for t in range(len(tests)):
         r = rows[inverse == t]
         truth[t] = data.soh[r].mean()  # one capacity test per cell and stage: all equal
-        comb[t], comb_sigma[t] = combine(est[r], sig[r])
+        comb[t], comb_sigma[t] = combine(est[r], sig[r], float(rho[r].max()))
     return {
         "tests": len(tests),
         "rows_per_test": round(len(rows) / max(1, len(tests)), 2),

@@ -54,9 +54,10 @@ SCENARIOS = {
 CLAIM_SIGMAS = {"bms": 0.02, "tester": 0.01}
 
 
-def out_of_fold(table, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+def out_of_fold(table, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
     soh = np.full(len(table.line), np.nan)
     sigma = np.full(len(table.line), np.nan)
+    rho = np.ones(len(table.line))
     design = table.design.astype(str)
     groups = np.array(
         [f"{d}/{physical_cell(d, c)}" for d, c in zip(design, table.cell_id, strict=True)]
@@ -77,12 +78,13 @@ def out_of_fold(table, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]: 
         if (err != "").any():
             raise SystemExit(f"fold {f}: {int((err != '').sum())} rows not estimated")
         soh[test], sigma[test] = s, sd
-    return soh, sigma
+        rho[test] = [model.models[d].row_correlation for d in design[test].tolist()]
+    return soh, sigma, rho
 
 
 def per_test(
     path: Path, cell_id: np.ndarray, design: np.ndarray, truth: np.ndarray, measured: np.ndarray,
-    sigma: np.ndarray,
+    sigma: np.ndarray, rho: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """(design, truth, combined measurement, combined sigma), one entry per test."""
     with open(path, newline="", encoding="utf-8") as fh:
@@ -91,7 +93,7 @@ def per_test(
         raise SystemExit(f"{path}: {len(soc)} rows, but {len(cell_id)} were read")
     key = np.array([f"{d}/{c}@{s}" for d, c, s in zip(design, cell_id, soc, strict=True)])
     order = np.argsort(key, kind="stable")
-    soh, sd, _ = combine_runs(key[order], measured[order], sigma[order])
+    soh, sd, _ = combine_runs(key[order], measured[order], sigma[order], rho[order])
     first = np.ones(len(order), dtype=bool)
     first[1:] = key[order][1:] != key[order][:-1]
     pick = order[first]
@@ -157,10 +159,10 @@ def main() -> None:
         sys.exit(f"{args.data}: not found (the shared SoH data)")
     start = time.perf_counter()
     table = read_all(args.data)
-    measured, sigma = out_of_fold(table, args.folds, args.seed)
+    measured, sigma, rho = out_of_fold(table, args.folds, args.seed)
     design = table.design.astype(str)
     tests = per_test(
-        args.data, np.asarray(table.cell_id, dtype=str), design, table.soh, measured, sigma
+        args.data, np.asarray(table.cell_id, dtype=str), design, table.soh, measured, sigma, rho
     )
     rng = np.random.default_rng(args.seed)
     results = rates_by_design(design, table.soh, measured, sigma, args.threshold, rng)

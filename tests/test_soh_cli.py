@@ -467,17 +467,20 @@ def test_per_cell_combines_each_run_of_a_cells_rows(model_file: Path, multi: Pat
     result = run("soh", "estimate", "-m", model_file, multi, "-o", "out.csv", "--per-cell")
     assert result.exit_code == 0, result.stderr
     rows = read_csv(Path("out.csv"))
+    rho = load_model(model_file).models[DESIGN].row_correlation
     assert len(rows) == 37
     runs = _runs(rows)
     assert [len(r) for r in runs] == [3] * 12 + [1]
     for run_rows in runs:
         usable = [r for r in run_rows if not r["error"]]
-        want = combine([float(r["soh"]) for r in usable], [float(r["soh_sigma"]) for r in usable])
+        want = combine(
+            [float(r["soh"]) for r in usable], [float(r["soh_sigma"]) for r in usable], rho
+        )
         for r in run_rows:  # every row of the run carries its figure
             assert int(r["cell_rows"]) == len(usable)
             assert float(r["cell_soh"]) == pytest.approx(want[0], abs=2e-6)
             assert float(r["cell_soh_sigma"]) == pytest.approx(want[1], abs=2e-6)
-            assert float(r["cell_soh_sigma"]) >= min(float(u["soh_sigma"]) for u in usable) - 1e-6
+            assert float(r["cell_soh_sigma"]) <= max(float(u["soh_sigma"]) for u in usable) + 1e-6
     assert [r["error"] for r in runs[3]] == ["", "no-model", ""]
     assert runs[-1][0]["cell_soh"] == runs[-1][0]["soh"]  # a run of one row is that row
     plain = run("soh", "estimate", "-m", model_file, multi, "-o", "plain.csv")

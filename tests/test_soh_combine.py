@@ -95,3 +95,38 @@ def test_a_run_matches_combine(pairs: list[tuple[float, float]]) -> None:
     assert n.tolist() == [len(s)] * len(s)
     assert got_soh[0] == pytest.approx(want[0], rel=1e-12)
     assert got_sd[0] == pytest.approx(want[1], rel=1e-12)
+
+
+def test_row_correlation_narrows_sigma_as_far_as_it_allows() -> None:
+    # four rows of equal sigma: sigma sqrt((1 + 3 rho) / 4)
+    for rho, factor in ((1.0, 1.0), (0.0, 0.5), (0.5, math.sqrt(2.5 / 4))):
+        soh, sigma = combine([0.80, 0.82, 0.84, 0.86], [0.02] * 4, rho)
+        assert soh == pytest.approx(0.83)
+        assert sigma == pytest.approx(0.02 * factor)
+    assert combine([0.8], [0.02], 0.0) == (0.8, 0.02)  # one row: unchanged
+    _, got_sd, _ = combine_runs(["a"] * 4 + ["b"], [0.8, 0.82, 0.84, 0.86, 0.9],
+                                      [0.02] * 5, [0.0, 0.0, 0.5, 0.0, 0.0])  # fmt: skip
+    assert got_sd[0] == pytest.approx(0.02 * math.sqrt(2.5 / 4))  # the run's largest rho
+    assert got_sd[4] == 0.02
+
+
+@pytest.mark.parametrize("rho", [-0.1, 1.1, math.nan], ids=["negative", "above-one", "nan"])
+def test_a_row_correlation_outside_0_1_is_refused(rho: float) -> None:
+    with pytest.raises(ValueError, match="row correlation"):
+        combine([0.8, 0.9], [0.02, 0.02], rho)
+    with pytest.raises(ValueError, match="row correlation"):
+        combine_runs(["a", "a"], [0.8, 0.9], [0.02, 0.02], rho)
+
+
+@given(rows, st.floats(0.0, 1.0))
+def test_runs_match_combine_at_any_correlation(
+    pairs: list[tuple[float, float]], rho: float
+) -> None:
+    s = [p[0] for p in pairs]
+    sd = [p[1] for p in pairs]
+    got_soh, got_sd, _ = combine_runs(["x"] * len(s), s, sd, rho)
+    want = combine(s, sd, rho)
+    assert got_soh[0] == pytest.approx(want[0], rel=1e-12)
+    assert got_sd[0] == pytest.approx(want[1], rel=1e-9)
+    # never tighter than independent rows, never wider than fully correlated ones
+    assert combine(s, sd, 0.0)[1] - 1e-12 <= want[1] <= combine(s, sd, 1.0)[1] + 1e-12

@@ -613,6 +613,10 @@ BAD_DESIGN_CASES: list[tuple[str, str, Callable[[Any], Any]]] = [
     ("u-columns-repeated", "u_columns", lambda v: [v[0], *v]),
     ("u-columns-empty", "u_columns", lambda v: []),
     ("feature-repeated", "feature_names", lambda v: [v[1], *v[1:]]),
+    ("row-correlation-above-one", "row_correlation", lambda v: 1.5),
+    ("row-correlation-negative", "row_correlation", lambda v: -0.1),
+    ("row-correlation-nan", "row_correlation", lambda v: math.nan),
+    ("row-correlation-text", "row_correlation", lambda v: "0.5"),
 ]
 
 
@@ -694,3 +698,35 @@ def test_a_bad_rating_tolerance_is_refused(
     d["settings"]["rating_tolerance"] = math.nan
     with pytest.raises(SohModelError, match="rating_tolerance"):
         SohModel.from_dict(d)
+
+
+def test_row_correlation_is_measured_kept_and_defaults_to_one(
+    synthetic: tuple[SohModel, Rows, np.ndarray, Rows],
+) -> None:
+    """Measured out of fold within cells, saved, loaded; a file written before it existed
+    loads with 1 (a cell's rows combined without narrowing sigma)."""
+    model = synthetic[0]
+    rho = model.models[SYN].row_correlation
+    assert 0.0 <= rho <= 1.0
+    d = copy.deepcopy(model.to_dict())
+    assert d["designs"][SYN]["row_correlation"] == rho
+    assert SohModel.from_dict(d).models[SYN].row_correlation == rho
+    del d["designs"][SYN]["row_correlation"]
+    assert SohModel.from_dict(d).models[SYN].row_correlation == 1.0
+
+
+def test_row_correlation_of_rows_that_repeat_one_error() -> None:
+    """Rows of a cell with the same error correlate fully; independent errors do not."""
+    from passport.soh._kernel import _row_correlation
+
+    rng = np.random.default_rng(5)
+    groups = np.repeat(np.arange(200).astype(str), 4)
+    y = np.zeros(800)
+    sigma = np.full(800, 0.02)
+    same = np.repeat(rng.normal(0, 0.02, 200), 4)
+    assert _row_correlation(same, sigma, y, groups) == pytest.approx(1.0)
+    independent = rng.normal(0, 0.02, 800)
+    assert _row_correlation(independent, sigma, y, groups) < 0.1
+    half = same + rng.normal(0, 0.02, 800)  # bias and scatter of equal size: rho = 0.5
+    assert _row_correlation(half, sigma, y, groups) == pytest.approx(0.5, abs=0.1)
+    assert _row_correlation(same, sigma, y, np.arange(800).astype(str)) == 1.0  # no pairs

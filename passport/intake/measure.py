@@ -6,8 +6,8 @@ the intake test covered of the cell's history risks, `;`-separated: deep-dischar
 over-temperature) and `self_discharge_mv_day` (open-circuit voltage drop over the intake rest).
 A cell with several rows that gave an estimate (the pulse widths of one test, or repeated
 tests of the visit) gets one SoH from all of them (`passport.soh.combine`: weighted mean, sigma
-as if their errors were fully correlated); its last such row gives the line number, resistance
-and the grading columns.
+narrowed as far as the design's row correlation allows); its last such row gives the line
+number, resistance and the grading columns.
 """
 
 from __future__ import annotations
@@ -141,7 +141,9 @@ def measure(
     for cell, m in best.items():
         rows = usable.get(cell, [])
         if rows:
-            soh, sigma = combine([r[0] for r in rows], [r[1] for r in rows])
+            own = model.models.get(m.design)
+            rho = own.row_correlation if own is not None else 1.0
+            soh, sigma = combine([r[0] for r in rows], [r[1] for r in rows], rho)
             m = replace(m, soh=soh, soh_sigma=sigma)
         out[cell] = replace(m, rows=counts[cell], combined=len(rows))
     return out

@@ -304,6 +304,21 @@ def _summary_of(
     )
 
 
+def _row_correlation(oof: FloatArray, sigma: FloatArray, y: FloatArray, groups: StrArray) -> float:
+    """Correlation of the standardised out-of-fold errors of two rows of one cell (pairs within
+    every physical cell, pooled), clipped to [0, 1]; 1 (no narrowing) without pairs."""
+    z = (oof - y) / sigma
+    _, inverse = np.unique(groups, return_inverse=True)
+    total = np.bincount(inverse, z)
+    squares = np.bincount(inverse, z * z)
+    count = np.bincount(inverse)
+    pairs = float((count * (count - 1)).sum())
+    scale = float(np.mean(z * z))
+    if pairs == 0 or scale <= 0:
+        return 1.0
+    return float(np.clip(((total * total - squares).sum() / pairs) / scale, 0.0, 1.0))
+
+
 def _fit_kernel_widths(
     name: str,
     U: FloatArray,
@@ -320,9 +335,11 @@ def _fit_kernel_widths(
     width whose own model did not do better, use the pooled model."""
     pooled = _fit_kernel_design(name, U, rated_ah, width_ms, soh, groups, settings)
     widths = np.unique(width_ms)
-    if not settings.per_width or len(widths) < 2:
-        return pooled.model
     y = soh[pooled.rows]
+    g = groups[pooled.rows]
+    if not settings.per_width or len(widths) < 2:
+        rho = _row_correlation(pooled.oof, pooled.oof_sigma, y, g)
+        return replace(pooled.model, row_correlation=rho)
     oof = pooled.oof.copy()
     oof_sigma = pooled.oof_sigma.copy()
     subs: list[DesignModel] = []
@@ -343,7 +360,8 @@ def _fit_kernel_widths(
             subs.append(sub.model)
             oof[at] = sub.oof
             oof_sigma[at] = sub.oof_sigma
+    rho = _row_correlation(oof, oof_sigma, y, g)
     if not subs:
-        return pooled.model
+        return replace(pooled.model, row_correlation=rho)
     summary = _summary_of(pooled.model.summary, oof, oof_sigma, y)
-    return replace(pooled.model, by_width=tuple(subs), summary=summary)
+    return replace(pooled.model, by_width=tuple(subs), summary=summary, row_correlation=rho)

@@ -89,6 +89,9 @@ class DesignModel:
     sigma_values: FloatArray  # sigma (fraction) at the knots
     summary: TrainingSummary
     by_width: tuple[DesignModel, ...] = ()
+    # correlation of the standardised errors of two rows of one cell (inner out-of-fold, within
+    # physical cells): how much combining a cell's rows narrows sigma; 1 = not at all
+    row_correlation: float = 1.0
 
     def __post_init__(self) -> None:
         for name in _ARRAYS:
@@ -108,6 +111,10 @@ class DesignModel:
         )
         if not subs_ok or len(set(widths)) != len(widths):
             raise SohModelError(f"design {self.design!r}: bad per-width models")
+        rho = self.row_correlation
+        if isinstance(rho, bool) or not isinstance(rho, int | float) or not 0.0 <= rho <= 1.0:
+            raise SohModelError(f"design {self.design!r}: row_correlation must be in [0, 1]")
+        object.__setattr__(self, "row_correlation", float(rho))
 
     def reference_estimate(
         self, U: FloatArray, rated_ah: FloatArray, width_ms: FloatArray
@@ -156,6 +163,7 @@ class DesignModel:
                 for k, v in asdict(self.summary).items()
             },
             "by_width": [m.to_dict() for m in self.by_width],
+            "row_correlation": self.row_correlation,
         }
 
     @classmethod
@@ -184,6 +192,8 @@ class DesignModel:
                 sigma_values=np.array(d["sigma_values"], dtype=np.float64),
                 summary=_summary_from(d["summary"]),
                 by_width=tuple(cls.from_dict(m) for m in d["by_width"]),
+                # absent in files written before it existed: rows combined without narrowing
+                row_correlation=d.get("row_correlation", 1.0),
             )
         except SohModelError:
             raise

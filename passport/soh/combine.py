@@ -1,13 +1,16 @@
 """Several estimates of one cell from one visit (the pulse widths of one test) -> one estimate.
 
 Most of a row's error is a bias of the cell that every row of it repeats, so averaging the rows
-removes the scatter between them (a third of the error on the prismatic LFP designs of the dev
-data, whose tests run four widths) but not that bias. The combined sigma therefore assumes the
-rows' errors fully correlated: the weighted mean of their sigmas, never below the smallest of
-them. `python bench/soh_accuracy.py` reports the per-test figures.
+removes only part of it. How much is the model's `row_correlation` (rho: the correlation of two
+rows' standardised errors within a cell, measured out of fold on the training cells): the
+combined sigma is that of a weighted mean of errors correlated by rho; with rho = 1 (a model
+file from before rho) it is the weighted mean of the rows' sigmas.
+`python bench/soh_accuracy.py` reports the per-test figures.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -15,35 +18,53 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 
-def combine(soh: npt.ArrayLike, sigma: npt.ArrayLike) -> tuple[float, float]:
-    """(soh, sigma) of rows of one cell: inverse-variance weighted mean of the estimates, and the
-    same weights' mean of the sigmas (the standard deviation of the weighted mean when the rows'
-    errors are perfectly correlated). One row is returned unchanged. Every input must be a
-    finite estimate with a positive sigma (rows with an error are left out by the caller)."""
+def _check_rho(rho: npt.ArrayLike) -> FloatArray:
+    r = np.asarray(rho, dtype=np.float64)
+    if not (np.isfinite(r).all() and (r >= 0).all() and (r <= 1).all()):
+        raise ValueError("combine needs a row correlation in [0, 1]")
+    return r
+
+
+def combine(soh: npt.ArrayLike, sigma: npt.ArrayLike, rho: float = 1.0) -> tuple[float, float]:
+    """(soh, sigma) of rows of one cell: the inverse-variance weighted mean of the estimates;
+    sigma^2 = rho (sum w sigma)^2 + (1 - rho) sum w^2 sigma^2 with normalised weights w, the
+    variance of that mean when every two rows' errors correlate by rho (rho = 1: the weighted
+    mean of the sigmas). One row is returned unchanged. Every input must be a finite estimate
+    with a positive sigma (rows with an error are left out by the caller)."""
     s = np.asarray(soh, dtype=np.float64).ravel()
     sd = np.asarray(sigma, dtype=np.float64).ravel()
     if s.shape != sd.shape or len(s) == 0:
         raise ValueError("combine needs as many sigmas as estimates, at least one")
     if not (np.isfinite(s).all() and np.isfinite(sd).all() and (sd > 0).all()):
         raise ValueError("combine needs finite estimates and positive finite sigmas")
+    r = float(_check_rho(rho))
     if len(s) == 1:
         return float(s[0]), float(sd[0])
     w = 1.0 / (sd * sd)
     w /= w.sum()
-    return float(w @ s), float(w @ sd)
+    spread = float(w @ sd)
+    if r == 1.0:
+        return float(w @ s), spread
+    independent = float((w * w) @ (sd * sd))
+    return float(w @ s), math.sqrt(r * spread * spread + (1.0 - r) * independent)
 
 
 def combine_runs(
-    cell_id: npt.ArrayLike, soh: npt.ArrayLike, sigma: npt.ArrayLike
+    cell_id: npt.ArrayLike,
+    soh: npt.ArrayLike,
+    sigma: npt.ArrayLike,
+    rho: npt.ArrayLike = 1.0,
 ) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64]]:
     """`combine` over every run of consecutive rows with the same (non-empty) cell id, given to
-    each row of the run: (soh, sigma, rows combined). Rows without an estimate (NaN) are left
-    out of their run's figure; a run with none gets NaN and 0. A run of one usable row gets
-    that row's values exactly."""
+    each row of the run: (soh, sigma, rows combined). `rho` is one value or one per row (its
+    design's); a run takes the largest of its usable rows' (the cautious one). Rows without an
+    estimate (NaN) are left out of their run's figure; a run with none gets NaN and 0. A run
+    of one usable row gets that row's values exactly."""
     ids = np.asarray(cell_id, dtype=object)
     s = np.asarray(soh, dtype=np.float64)
     sd = np.asarray(sigma, dtype=np.float64)
     n = len(ids)
+    r = np.broadcast_to(_check_rho(rho), (n,)) if n else np.empty(0)
     if not (s.shape == sd.shape == (n,)):
         raise ValueError("cell_id, soh and sigma must be 1-D of the same length")
     if n == 0:
@@ -60,6 +81,11 @@ def combine_runs(
         total = np.bincount(run, w)
         mean = np.bincount(run, w * s0) / total
         spread = np.bincount(run, w * d0) / total
+        run_rho = np.zeros(len(count))
+        np.maximum.at(run_rho, run[ok], r[ok])
+        # sum (w_i / W)^2 sigma_i^2 = sum w_i / W^2 = 1 / W, as w_i = 1 / sigma_i^2
+        var = run_rho * spread * spread + (1.0 - run_rho) / total
+        spread = np.where(run_rho == 1.0, spread, np.sqrt(var))
         one = count == 1  # the sum of one value and zeros is that value
         mean = np.where(one, np.bincount(run, s0), mean)
         spread = np.where(one, np.bincount(run, d0), spread)

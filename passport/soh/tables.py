@@ -103,12 +103,12 @@ def estimate_csv(
                 if len(ids) - last >= PER_CELL_MAX_ROWS:
                     last = len(ids)  # a run this long is cut, not held
                 held = {k: v[last:] for k, v in columns.items()}
-                columns = _with_cell_columns({k: v[:last] for k, v in columns.items()})
+                columns = _with_cell_columns({k: v[:last] for k, v in columns.items()}, model)
             writer.write(columns)
             if on_progress is not None:
                 on_progress(len(chunk))
         if held is not None and len(held["cell_id"]):
-            writer.write(_with_cell_columns(held))
+            writer.write(_with_cell_columns(held, model))
     except BaseException:
         writer.abort()
         raise
@@ -121,9 +121,13 @@ PER_CELL_MAX_ROWS = 10_000
 
 
 def _with_cell_columns(
-    columns: dict[str, npt.NDArray[np.generic]],
+    columns: dict[str, npt.NDArray[np.generic]], model: SohModel
 ) -> dict[str, npt.NDArray[np.generic]]:
-    soh, sigma, rows = combine_runs(columns["cell_id"], columns["soh"], columns["soh_sigma"])
+    rho = {name: m.row_correlation for name, m in model.models.items()}
+    row_rho = np.array([rho.get(d, 1.0) for d in columns["design"].tolist()], dtype=np.float64)
+    soh, sigma, rows = combine_runs(
+        columns["cell_id"], columns["soh"], columns["soh_sigma"], row_rho
+    )
     return {**columns, "cell_soh": soh, "cell_soh_sigma": sigma, "cell_rows": rows}
 
 
