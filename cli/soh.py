@@ -102,8 +102,9 @@ def estimate(
     add the passport check: resistance_growth, claim_z, claim_flagged, posterior_soh,
     posterior_sigma. With --per-cell, consecutive rows of one cell_id (a test at several pulse
     widths) also get one combined SoH, as 'passport intake' measures a cell: inverse-variance
-    mean of the rows that gave an estimate, its sigma as if their errors were fully correlated
-    (never tighter than the rows). Streams in chunks: any input size, bounded memory.
+    mean of the rows that gave an estimate, its sigma narrowed only as far as the design's
+    row correlation (stored in the model) allows. Streams in chunks: any input size, bounded
+    memory.
     """
     if threshold <= 0:
         raise typer.BadParameter("must be positive", param_hint="--threshold")
