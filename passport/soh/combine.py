@@ -10,8 +10,6 @@ file from before rho) it is the weighted mean of the rows' sigmas.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import numpy.typing as npt
 
@@ -37,16 +35,8 @@ def combine(soh: npt.ArrayLike, sigma: npt.ArrayLike, rho: float = 1.0) -> tuple
         raise ValueError("combine needs as many sigmas as estimates, at least one")
     if not (np.isfinite(s).all() and np.isfinite(sd).all() and (sd > 0).all()):
         raise ValueError("combine needs finite estimates and positive finite sigmas")
-    r = float(_check_rho(rho))
-    if len(s) == 1:
-        return float(s[0]), float(sd[0])
-    w = 1.0 / (sd * sd)
-    w /= w.sum()
-    spread = float(w @ sd)
-    if r == 1.0:
-        return float(w @ s), spread
-    independent = float((w * w) @ (sd * sd))
-    return float(w @ s), math.sqrt(r * spread * spread + (1.0 - r) * independent)
+    mean, spread, _ = combine_runs(np.full(len(s), "cell", dtype=object), s, sd, rho)
+    return float(mean[0]), float(spread[0])
 
 
 def combine_runs(

@@ -85,28 +85,24 @@ def extract(
         idx = se.reshape(m, 2 * SEGMENTS)
         U = voltage.take(idx[:, 1:])
         s1, e1 = idx[:, 2], idx[:, 3]
-        te1 = t[e1]
-        # the pulse lasts until the next sample, the first of the rest after it (here always
-        # there: the start of segment 2)
-        width = (te1 - t[s1] + (t[idx[:, 4]] - te1)) * 1000.0
-        rated = np.abs(current[s1]) / AMPLITUDES_C[0]
-        return Extracted(np.asarray(cell[cell_starts]), U, width, rated)
-    cell_starts = np.concatenate((np.zeros(1, np.int64), np.flatnonzero(new_cell) + 1))
-    m = len(cell_starts)
-    U = np.full((m, N_U), np.nan)
-    first_segment = np.searchsorted(starts, cell_starts)  # a cell start is a segment start
-    counts = np.diff(first_segment, append=len(starts))
-    owner = np.repeat(np.arange(m), counts)
-    rank = np.arange(len(starts)) - np.repeat(first_segment, counts)
-    rest0 = rank == 0
-    U[owner[rest0], 0] = voltage[se[rest0, 1]]
-    later = (rank >= 1) & (rank < SEGMENTS)
-    column = 2 * rank[later] - 1
-    U[owner[later], column] = voltage[se[later, 0]]
-    U[owner[later], column + 1] = voltage[se[later, 1]]
-    pulse1 = rank == 1
-    s1, e1 = se[pulse1, 0], se[pulse1, 1]
-    rows = owner[pulse1]
+        rows: IntArray | slice = slice(None)
+    else:
+        cell_starts = np.concatenate((np.zeros(1, np.int64), np.flatnonzero(new_cell) + 1))
+        m = len(cell_starts)
+        U = np.full((m, N_U), np.nan)
+        first_segment = np.searchsorted(starts, cell_starts)  # a cell start starts a segment
+        counts = np.diff(first_segment, append=len(starts))
+        owner = np.repeat(np.arange(m), counts)
+        rank = np.arange(len(starts)) - np.repeat(first_segment, counts)
+        rest0 = rank == 0
+        U[owner[rest0], 0] = voltage[se[rest0, 1]]
+        later = (rank >= 1) & (rank < SEGMENTS)
+        column = 2 * rank[later] - 1
+        U[owner[later], column] = voltage[se[later, 0]]
+        U[owner[later], column + 1] = voltage[se[later, 1]]
+        pulse1 = rank == 1
+        s1, e1 = se[pulse1, 0], se[pulse1, 1]
+        rows = owner[pulse1]
     width = np.full(m, np.nan)
     rated = np.full(m, np.nan)
     # the pulse lasts until the next sample (the first of the rest after it), if there is one
