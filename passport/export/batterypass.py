@@ -21,17 +21,21 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from passport.export.catenax import (
-    cpct_to_pct,
-    deci_to_unit,
-    mah_to_ah,
-    mv_to_v,
-    uohm_to_ohm,
-    wh_to_kwh,
-)
 from passport.export.context import Context, Stamped, utc
 from passport.export.table import Attribute, Getter, fill, sheet_value
 from passport.export.tiers import Access, Tier
+from passport.export.units import (
+    cpct_to_pct,
+    deci_to_unit,
+    fade_pct,
+    increase_pct,
+    mah_to_ah,
+    mv_to_v,
+    remaining_ah,
+    uohm_to_ohm,
+    w_to_kw,
+    wh_to_kwh,
+)
 from passport.records import Event
 
 A1, L2, L4 = Access.POINT_1, Access.POINT_2, Access.POINT_4  # no XIII 3 attribute here
@@ -55,21 +59,7 @@ _MATERIALS = ("cobalt", "lithium", "nickel", "lead")  # the model's RecycledMate
 
 
 # ------------------------------------------------------------------------------ conversions
-# (mAh -> Ah, mV -> V, micro-ohm -> ohm, Wh -> kWh, 0.01 % -> %, 0.1 -> 1: see catenax)
-
-
-def w_to_kw(w: float) -> float:
-    return w / 1000
-
-
-def fade_pct(soh_cpct: int) -> float:
-    """A state of health (0.01 %) as the fade the models ask for: 100 % - SoH, in %."""
-    return round(100 - cpct_to_pct(soh_cpct), 2)
-
-
-def increase_pct(now: int, initial: int) -> float:
-    """(R(x) - R_BOL) / R_BOL x 100 %, the DIN DKE SPEC 99100 internal resistance increase."""
-    return round((now / initial - 1) * 100, 2)
+# (the shared ones, and fade and resistance increase, are in passport.export.units)
 
 
 def whole_cycles(fec_deci: int) -> int:
@@ -202,8 +192,8 @@ def _remaining_capacity(ctx: Context) -> Any:
     held = ctx.value("soh_capacity_cpct")
     if held is None:
         return None
-    ah = mah_to_ah(ctx.birth.rated_capacity_mah) * cpct_to_pct(held.value) / 100
-    return {"remainingCapacityValue": round(ah, 4), "lastUpdate": utc(held.time)}
+    ah = remaining_ah(ctx.birth.rated_capacity_mah, held.value)
+    return {"remainingCapacityValue": ah, "lastUpdate": utc(held.time)}
 
 
 def _resistance_increase(ctx: Context) -> Any:

@@ -17,6 +17,18 @@ from typing import Any
 from passport.export.context import Context, Stamped, utc
 from passport.export.table import Attribute, Getter, fill, sheet_value
 from passport.export.tiers import Access, Tier
+from passport.export.units import (
+    cpct_to_pct,
+    dc_to_c,
+    deci_to_unit,
+    fade_pct,
+    increase_pct,
+    mah_to_ah,
+    mv_to_v,
+    remaining_ah,
+    uohm_to_ohm,
+    wh_to_kwh,
+)
 from passport.records import Chemistry, Event
 
 SPEC_VERSION = "urn:io.catenax.battery.battery_pass:6.1.0"
@@ -39,39 +51,6 @@ _CATEGORY = {"ev": "EV", "lmt": "LMT", "sli": "SLI", "industrial": "industrial",
 _STATUS = {0: "original", 1: "repurposed", 2: "re-used", 3: "remanufactured", 4: "waste"}
 _NEGATIVE = {Event.THERMAL_EVENT, Event.ACCIDENT, Event.EXTERNAL_SHORT, Event.WATER_INGRESS,
              Event.OVERCURRENT, Event.FIRE_EXPOSURE}  # fmt: skip
-
-
-# ------------------------------------------------------------------------------ conversions
-
-
-def mah_to_ah(mah: int) -> float:
-    return mah / 1000
-
-
-def mv_to_v(mv: int) -> float:
-    return mv / 1000
-
-
-def uohm_to_ohm(uohm: int) -> float:
-    return uohm / 1_000_000
-
-
-def dc_to_c(dc: int) -> float:
-    """0.1 degC -> degC."""
-    return dc / 10
-
-
-def cpct_to_pct(cpct: int) -> float:
-    """0.01 % -> %."""
-    return cpct / 100
-
-
-def deci_to_unit(deci: int) -> float:
-    return deci / 10
-
-
-def wh_to_kwh(wh: int) -> float:
-    return wh / 1000
 
 
 # ------------------------------------------------------------------------------ getters
@@ -120,7 +99,7 @@ def _resistance_increase(ctx: Context) -> Any:
     initial = ctx.birth.initial_resistance_uohm
     if held is None or initial <= 0:
         return None
-    return {"cell": {"value": round((held.value / initial - 1) * 100, 2), "time": utc(held.time)}}
+    return {"cell": {"value": increase_pct(held.value, initial), "time": utc(held.time)}}
 
 
 def _resistance_remaining(ctx: Context) -> Any:
@@ -134,15 +113,15 @@ def _capacity_fade(ctx: Context) -> Any:
     held = ctx.value("soh_capacity_cpct")
     if held is None:
         return None
-    return {"value": round(100 - cpct_to_pct(held.value), 2), "time": utc(held.time)}
+    return {"value": fade_pct(held.value), "time": utc(held.time)}
 
 
 def _capacity_now(ctx: Context) -> Any:
     held = ctx.value("soh_capacity_cpct")
     if held is None:
         return None
-    ah = mah_to_ah(ctx.birth.rated_capacity_mah) * cpct_to_pct(held.value) / 100
-    return {"value": round(ah, 4), "time": utc(held.time)}
+    ah = remaining_ah(ctx.birth.rated_capacity_mah, held.value)
+    return {"value": ah, "time": utc(held.time)}
 
 
 def _negative_events(ctx: Context) -> Any:
