@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from cli._common import err, handle_errors
-from cli.verify import load_trust
+from cli.verify import TrustOption, load_trust
 from passport._fileio import read_bytes, write_atomic
 from passport.errors import InputError
 from passport.export import FORMATS, Tier, export_cell, export_passport
@@ -38,7 +38,7 @@ def export(
         str,
         typer.Option(help="Who reads it: public, legitimate-interest or authority (Art. 77(2))."),
     ] = "public",
-    trust: Annotated[Path | None, typer.Option(help="The trust bundle directory.")] = None,
+    trust: TrustOption = None,
     datasheet: Annotated[
         Path | None,
         typer.Option(help="The model's signed data sheet (.cose); else looked up in --db."),

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli._common import emit_json, err, handle_errors
-from cli.verify import TRUST_ENV, load_trust
+from cli.verify import PolicyOption, TrustOption, load_trust
 from passport import label as labels
 from passport._fileio import write_atomic
 from passport.chain import check_image
@@ -26,15 +26,8 @@ def label(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="The label file: .svg or .png (from the name).")
     ],
-    trust: Annotated[
-        Path | None,
-        typer.Option(
-            help=f"Trust bundle directory (`passport ca init` makes one; or ${TRUST_ENV})."
-        ),
-    ] = None,
-    policy: Annotated[
-        Path | None, typer.Option(help="A policy file instead of the bundle's policy.toml.")
-    ] = None,
+    trust: TrustOption = None,
+    policy: PolicyOption = None,
     resolver: Annotated[
         str | None,
         typer.Option(

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from cli._common import EXIT_FAILED, EXIT_OK, emit_json, err, handle_errors, progress_bar
-from cli.verify import TRUST_ENV, load_trust
+from cli.verify import TrustOption, load_trust
 from passport._fileio import read_bytes, write_atomic
 from passport.datasheet import MAX_DATASHEET_BYTES, datasheet_sha256
 from passport.errors import DecodeError, InputError, VerificationError
@@ -60,7 +60,7 @@ def ingest(
         ),
     ],
     db: Db = None,
-    trust: Annotated[Path | None, typer.Option(help=f"Trust bundle (or ${TRUST_ENV}).")] = None,
+    trust: TrustOption = None,
     batch: Annotated[int, typer.Option(min=1, help="Inputs per transaction.")] = 200,
     workers: Annotated[
         int | None,
@@ -242,7 +242,7 @@ def alerts(db: Db = None, json_out: Json = False) -> None:
 def datasheet(
     sheet: Annotated[Path, typer.Argument(help="Signed data sheet (`passport datasheet sign`).")],
     db: Db = None,
-    trust: Annotated[Path | None, typer.Option(help=f"Trust bundle (or ${TRUST_ENV}).")] = None,
+    trust: TrustOption = None,
     json_out: Json = False,
 ) -> None:
     """Verify an OEM data sheet and store it, keyed by the SHA-256 birth records carry.

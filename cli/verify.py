@@ -30,6 +30,14 @@ from passport.trust.policy import Policy
 
 IMAGE_GLOB = "*.t5t"
 TRUST_ENV = "PASSPORT_TRUST"
+# the --trust and --policy options of every command that verifies against a bundle
+TrustOption = Annotated[
+    Path | None,
+    typer.Option(help=f"Trust bundle directory (`passport ca init` makes one; or ${TRUST_ENV})."),
+]
+PolicyOption = Annotated[
+    Path | None, typer.Option(help="A policy file instead of the bundle's policy.toml.")
+]
 
 
 def expand_images(paths: list[Path]) -> list[Path]:
@@ -73,15 +81,8 @@ def _line(finding: Finding) -> str:
 @handle_errors
 def verify(
     images: Annotated[list[Path], typer.Argument(help="Image files or directories of *.t5t.")],
-    trust: Annotated[
-        Path | None,
-        typer.Option(
-            help=f"Trust bundle directory (`passport ca init` makes one; or ${TRUST_ENV})."
-        ),
-    ] = None,
-    policy: Annotated[
-        Path | None, typer.Option(help="A policy file instead of the bundle's policy.toml.")
-    ] = None,
+    trust: TrustOption = None,
+    policy: PolicyOption = None,
     challenge: Annotated[
         str | None, typer.Option(help="Anti-clone: the challenge (hex or file) the cell answered.")
     ] = None,
