@@ -35,6 +35,7 @@ from passport.export.units import (
     uohm_to_ohm,
     w_to_kw,
     wh_to_kwh,
+    whole_cycles,
 )
 from passport.records import Event
 
@@ -60,11 +61,6 @@ _MATERIALS = ("cobalt", "lithium", "nickel", "lead")  # the model's RecycledMate
 
 # ------------------------------------------------------------------------------ conversions
 # (the shared ones, and fade and resistance increase, are in passport.export.units)
-
-
-def whole_cycles(fec_deci: int) -> int:
-    """0.1 full equivalent cycle -> completed cycles (xsd:integer)."""
-    return fec_deci // 10
 
 
 def category_code(category: str) -> str | None:

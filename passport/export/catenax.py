@@ -28,6 +28,7 @@ from passport.export.units import (
     remaining_ah,
     uohm_to_ohm,
     wh_to_kwh,
+    whole_cycles,
 )
 from passport.records import Chemistry, Event
 
@@ -107,13 +108,6 @@ def _resistance_remaining(ctx: Context) -> Any:
     if held is None:
         return None
     return {"cell": {"value": uohm_to_ohm(held.value), "time": utc(held.time)}}
-
-
-def _capacity_fade(ctx: Context) -> Any:
-    held = ctx.value("soh_capacity_cpct")
-    if held is None:
-        return None
-    return {"value": fade_pct(held.value), "time": utc(held.time)}
 
 
 def _capacity_now(ctx: Context) -> Any:
@@ -268,11 +262,12 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "cell:soh_capacity_cpct x rated_capacity_mah", "SoH x rated -> Ah",
               _capacity_now),
     Attribute("performance.dynamic.capacity.fade", L4, "XIII 4(a), IV",
-              "cell:soh_capacity_cpct", "100 % - SoH (0.01 % -> %)", _capacity_fade),
+              "cell:soh_capacity_cpct", "100 % - SoH (0.01 % -> %)",
+              _stamped("soh_capacity_cpct", fade_pct)),
     Attribute("performance.dynamic.capacity.throughput", L4, "VII", "cell:ah_deci",
               "0.1 Ah -> Ah", _stamped("ah_deci", deci_to_unit)),
     Attribute("performance.dynamic.fullCycles", L4, "XIII 4, VII", "cell:fec_deci",
-              "0.1 cycle -> cycles (whole)", _stamped("fec_deci", lambda d: int(d // 10))),
+              "0.1 cycle -> cycles (whole)", _stamped("fec_deci", whole_cycles)),
     Attribute("performance.dynamic.energy.throughput", L4, "VII", "cell:wh", "Wh -> kWh",
               _stamped("wh", wh_to_kwh)),
     Attribute("performance.dynamic.resistance.increase", L4, "XIII 4(a), IV",

@@ -52,3 +52,8 @@ def increase_pct(now: int, initial: int) -> float:
 def remaining_ah(rated_mah: int, soh_cpct: int) -> float:
     """The capacity left (Ah): rated capacity x state of health."""
     return round(mah_to_ah(rated_mah) * cpct_to_pct(soh_cpct) / 100, 4)
+
+
+def whole_cycles(fec_deci: int) -> int:
+    """0.1 full equivalent cycle -> completed cycles (xsd:integer)."""
+    return fec_deci // 10
