@@ -160,6 +160,7 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
             data.width_ms[train],
             data.soh[train],
             data.group[train],
+            tests=data.test[train],
         )
         fit_seconds.append(time.perf_counter() - t0)
         s, sd, err = model.predict(
@@ -326,7 +327,9 @@ def prior_experiment(data: Data, full_mae: dict[str, float], seed: int) -> dict[
 
 def size_and_speed(data: Data, speed: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
-    model = SohModel.fit(data.design, data.U, data.rated_ah, data.width_ms, data.soh, data.group)
+    model = SohModel.fit(
+        data.design, data.U, data.rated_ah, data.width_ms, data.soh, data.group, tests=data.test
+    )
     fit_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "soh-model.json"

@@ -32,7 +32,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -54,6 +53,15 @@ SCENARIOS = {
 CLAIM_SIGMAS = {"bms": 0.02, "tester": 0.01}
 
 
+def test_keys(table) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """One label per test (one cell at one state of charge): `soc_pct` only groups rows."""
+    if table.soc_pct is None:
+        raise SystemExit("the data has no soc_pct column: its rows cannot be grouped into tests")
+    return np.array(
+        [f"{d}/{c}@{s}" for d, c, s in zip(table.design, table.cell_id, table.soc_pct, strict=True)]
+    )
+
+
 def out_of_fold(table, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
     soh = np.full(len(table.line), np.nan)
     sigma = np.full(len(table.line), np.nan)
@@ -70,7 +78,7 @@ def out_of_fold(table, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray, n
         train, test = fold != f, fold == f
         model = SohModel.fit(
             design[train], table.U[train], table.rated_ah[train], table.width_ms[train],
-            table.soh[train], groups[train],
+            table.soh[train], groups[train], tests=test_keys(table)[train],
         )  # fmt: skip
         s, sd, err = model.predict(
             design[test], table.U[test], table.rated_ah[test], table.width_ms[test]
@@ -83,15 +91,10 @@ def out_of_fold(table, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray, n
 
 
 def per_test(
-    path: Path, cell_id: np.ndarray, design: np.ndarray, truth: np.ndarray, measured: np.ndarray,
+    key: np.ndarray, design: np.ndarray, truth: np.ndarray, measured: np.ndarray,
     sigma: np.ndarray, rho: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """(design, truth, combined measurement, combined sigma), one entry per test."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        soc = [r.get("soc_pct") or "" for r in csv.DictReader(fh)]
-    if len(soc) != len(cell_id):
-        raise SystemExit(f"{path}: {len(soc)} rows, but {len(cell_id)} were read")
-    key = np.array([f"{d}/{c}@{s}" for d, c, s in zip(design, cell_id, soc, strict=True)])
     order = np.argsort(key, kind="stable")
     soh, sd, _ = combine_runs(key[order], measured[order], sigma[order], rho[order])
     first = np.ones(len(order), dtype=bool)
@@ -161,9 +164,7 @@ def main() -> None:
     table = read_all(args.data)
     measured, sigma, rho = out_of_fold(table, args.folds, args.seed)
     design = table.design.astype(str)
-    tests = per_test(
-        args.data, np.asarray(table.cell_id, dtype=str), design, table.soh, measured, sigma, rho
-    )
+    tests = per_test(test_keys(table), design, table.soh, measured, sigma, rho)
     rng = np.random.default_rng(args.seed)
     results = rates_by_design(design, table.soh, measured, sigma, args.threshold, rng)
     results_per_test = rates_by_design(*tests, args.threshold, rng)

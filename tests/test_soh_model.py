@@ -730,3 +730,59 @@ def test_row_correlation_of_rows_that_repeat_one_error() -> None:
     half = same + rng.normal(0, 0.02, 800)  # bias and scatter of equal size: rho = 0.5
     assert _row_correlation(half, sigma, y, groups) == pytest.approx(0.5, abs=0.1)
     assert _row_correlation(same, sigma, y, np.arange(800).astype(str)) == 1.0  # no pairs
+
+
+def test_row_correlation_within_tests_is_taken_when_larger() -> None:
+    """The combined sigma of one test's rows must not be too narrow: when rows of one test
+    share their error more than rows of one cell do, the within-test figure is kept; without
+    test labels (every row its own test) the within-cell one."""
+    from passport.soh._kernel import _design_row_correlation, _row_correlation
+
+    rng = np.random.default_rng(6)
+    cells = np.repeat(np.arange(100).astype(str), 8)  # 100 cells x 2 tests x 4 widths
+    tests = np.repeat(np.arange(200).astype(str), 4)
+    y = np.zeros(800)
+    sigma = np.full(800, 0.02)
+    shared_by_test = np.repeat(rng.normal(0, 0.02, 200), 4)
+    within_cell = _row_correlation(shared_by_test, sigma, y, cells)
+    assert within_cell == pytest.approx(0.43, abs=0.15)  # 3 of a row's 7 partners share
+    assert _design_row_correlation(shared_by_test, sigma, y, cells, tests) == pytest.approx(1.0)
+    singletons = np.arange(800).astype(str)
+    assert _design_row_correlation(shared_by_test, sigma, y, cells, singletons) == within_cell
+    shared_by_cell = np.repeat(rng.normal(0, 0.02, 100), 8) + rng.normal(0, 0.01, 800)
+    by_cell = _row_correlation(shared_by_cell, sigma, y, cells)
+    across = np.tile(np.arange(4).astype(str), 200)  # "tests" mixing cells: lower correlation
+    assert _row_correlation(shared_by_cell, sigma, y, across) < by_cell
+    assert _design_row_correlation(shared_by_cell, sigma, y, cells, across) == by_cell
+
+
+def test_fit_csv_groups_rows_into_tests_by_soc_but_never_reads_it_as_an_input(
+    csv_text: str, table: Table, tmp_path: Path
+) -> None:
+    """soc_pct only labels the rows of one test: with the column the model is the same but
+    for a row correlation measured within tests too; without it, within cells."""
+    from passport.soh import fit_csv
+
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    keep = sorted({r["cell_id"] for r in rows if r["design"] == "LFP-20Ah"})[:16]
+    rows = [r for r in rows if r["cell_id"] in keep]
+    with_soc, without = tmp_path / "with.csv", tmp_path / "without.csv"
+    for path, columns in (
+        (with_soc, list(rows[0])),
+        (without, [c for c in rows[0] if c != "soc_pct"]),
+    ):
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    a, b = fit_csv(with_soc), fit_csv(without)
+    ra, rb = a.models["LFP-20Ah"].row_correlation, b.models["LFP-20Ah"].row_correlation
+    assert ra > rb  # on these cells the rows of one test share more error than a cell's
+    assert a.to_dict()["designs"]["LFP-20Ah"] == {
+        **b.to_dict()["designs"]["LFP-20Ah"],
+        "row_correlation": ra,
+    }
+    lfp = table.rows(table.design == "LFP-20Ah")
+    ea, eb = lfp.predict(a), lfp.predict(b)
+    assert np.array_equal(ea[0], eb[0])
+    assert np.array_equal(ea[1], eb[1])

@@ -159,10 +159,19 @@ def fit_csv(path: str | os.PathLike[str]) -> SohModel:
         [f"{d}/{physical_cell(d, c)}" for d, c in zip(table.design, table.cell_id, strict=True)],
         dtype=object,
     )
+    tests = None
+    if table.soc_pct is not None:  # one test: one cell at one state of charge (a row alone
+        # without a soc_pct)
+        tests = np.array(
+            [f"{d}/{c}@{s}" if s else f"line {line}"
+             for d, c, s, line in zip(table.design, table.cell_id, table.soc_pct, table.line,
+                                      strict=True)],
+            dtype=object,
+        )[keep]  # fmt: skip
     try:
         return SohModel.fit(
             table.design[keep], table.U[keep], table.rated_ah[keep], table.width_ms[keep],
-            table.soh[keep], groups[keep],
+            table.soh[keep], groups[keep], tests=tests,
         )  # fmt: skip
     except InputError as exc:
         raise exc.at(label) from None

@@ -170,6 +170,7 @@ class _DesignRows:
     width_ms: FloatArray
     soh: FloatArray
     groups: StrArray
+    tests: StrArray  # rows of one test (one cell at one state of charge) share a label
 
 
 def _split(
@@ -179,6 +180,7 @@ def _split(
     width_ms: FloatArray,
     soh: FloatArray,
     groups: npt.ArrayLike,
+    tests: npt.ArrayLike | None = None,
 ) -> dict[str, _DesignRows]:
     design_a = np.asarray(design).astype(str)
     U = np.asarray(U, dtype=np.float64)
@@ -189,11 +191,13 @@ def _split(
     width = np.broadcast_to(np.asarray(width_ms, dtype=np.float64), (n,))
     y = np.asarray(soh, dtype=np.float64)
     grp = np.asarray(groups).astype(str)
-    if y.shape != (n,) or grp.shape != (n,):
-        raise SohModelError("design, U, soh and groups must have the same number of rows")
+    # without test labels every row is its own test
+    tst = np.arange(n).astype(str) if tests is None else np.asarray(tests).astype(str)
+    if y.shape != (n,) or grp.shape != (n,) or tst.shape != (n,):
+        raise SohModelError("design, U, soh, groups and tests must have the same number of rows")
     ok = np.isfinite(y) & np.isfinite(rated) & (rated > 0) & np.isfinite(width) & (width > 0)
     out: dict[str, _DesignRows] = {}
     for name in sorted(set(design_a[ok].tolist())):
         idx = np.flatnonzero(ok & (design_a == name))
-        out[name] = _DesignRows(U[idx], rated[idx], width[idx], y[idx], grp[idx])
+        out[name] = _DesignRows(U[idx], rated[idx], width[idx], y[idx], grp[idx], tst[idx])
     return out

@@ -319,6 +319,18 @@ def _row_correlation(oof: FloatArray, sigma: FloatArray, y: FloatArray, groups: 
     return float(np.clip(((total * total - squares).sum() / pairs) / scale, 0.0, 1.0))
 
 
+def _design_row_correlation(
+    oof: FloatArray, sigma: FloatArray, y: FloatArray, groups: StrArray, tests: StrArray
+) -> float:
+    """The row correlation a design's model carries: within a physical cell, or within one test
+    (the widths run at one state of charge, which `combine` mostly joins) when the training rows
+    say which rows form a test, whichever is larger (the wider, safer combined sigma)."""
+    rho = _row_correlation(oof, sigma, y, groups)
+    if len(np.unique(tests)) < len(tests):  # some test has two rows or more
+        rho = max(rho, _row_correlation(oof, sigma, y, tests))
+    return rho
+
+
 def _fit_kernel_widths(
     name: str,
     U: FloatArray,
@@ -326,6 +338,7 @@ def _fit_kernel_widths(
     width_ms: FloatArray,
     soh: FloatArray,
     groups: StrArray,
+    tests: StrArray,
     settings: FitSettings,
 ) -> DesignModel:
     """The kernel model across all pulse widths (log10 width is one of its inputs), plus, for
@@ -337,8 +350,9 @@ def _fit_kernel_widths(
     widths = np.unique(width_ms)
     y = soh[pooled.rows]
     g = groups[pooled.rows]
+    t = tests[pooled.rows]
     if not settings.per_width or len(widths) < 2:
-        rho = _row_correlation(pooled.oof, pooled.oof_sigma, y, g)
+        rho = _design_row_correlation(pooled.oof, pooled.oof_sigma, y, g, t)
         return replace(pooled.model, row_correlation=rho)
     oof = pooled.oof.copy()
     oof_sigma = pooled.oof_sigma.copy()
@@ -360,7 +374,7 @@ def _fit_kernel_widths(
             subs.append(sub.model)
             oof[at] = sub.oof
             oof_sigma[at] = sub.oof_sigma
-    rho = _row_correlation(oof, oof_sigma, y, g)
+    rho = _design_row_correlation(oof, oof_sigma, y, g, t)
     if not subs:
         return replace(pooled.model, row_correlation=rho)
     summary = _summary_of(pooled.model.summary, oof, oof_sigma, y)

@@ -54,6 +54,9 @@ class PulseChunk:
     soh: FloatArray  # NaN when the column is absent or empty
     error: StrArray
     claims: dict[str, FloatArray] = field(default_factory=dict)  # CLAIM_COLUMNS present
+    # the soc_pct text as written, None without the column: it only tells training which rows
+    # form one test (one cell at one state of charge); never parsed, never an input
+    soc_pct: StrArray | None = None
 
     def __len__(self) -> int:
         return len(self.line)
@@ -116,6 +119,7 @@ def _chunks(handle: IO[str], label: str, chunk_rows: int) -> Iterator[PulseChunk
     if all(i is None for i in u_index):
         raise InputError("no voltage columns U1..U41", source=label)
     soh_index = index.get("soh")
+    soc_index = index.get("soc_pct")
     claim_index = {c: index[c] for c in CLAIM_COLUMNS if c in index}
     rows: list[list[str]] = []
     lines: list[int] = []
@@ -127,14 +131,14 @@ def _chunks(handle: IO[str], label: str, chunk_rows: int) -> Iterator[PulseChunk
             rows.append(row)
             lines.append(start)
             if len(rows) == chunk_rows:
-                yield _parse(rows, lines, index, u_index, soh_index, claim_index)
+                yield _parse(rows, lines, index, u_index, soh_index, soc_index, claim_index)
                 rows, lines = [], []
     except csv.Error as exc:
         raise InputError(f"line {reader.line_num}: not a CSV row: {exc}", source=label) from None
     except UnicodeDecodeError:
         raise _utf8_error(handle, label, reader.line_num) from None
     if rows:
-        yield _parse(rows, lines, index, u_index, soh_index, claim_index)
+        yield _parse(rows, lines, index, u_index, soh_index, soc_index, claim_index)
 
 
 def _rows(reader: Any) -> Iterator[tuple[int, list[str]]]:
@@ -172,6 +176,7 @@ def _parse(
     index: dict[str, int],
     u_index: Sequence[int | None],
     soh_index: int | None,
+    soc_index: int | None,
     claim_index: dict[str, int],
 ) -> PulseChunk:
     n = len(rows)
@@ -183,6 +188,7 @@ def _parse(
     design = np.empty(n, dtype=object)
     error = np.full(n, "", dtype=object)
     claims = {c: np.full(n, np.nan) for c in claim_index}
+    soc = None if soc_index is None else np.full(n, "", dtype=object)
     i_design, i_rated, i_width, i_cell = (index[c] for c in REQUIRED)
     for r, row in enumerate(rows):
         if not row:
@@ -199,13 +205,15 @@ def _parse(
                     U[r, j] = _number(row[i])
             if soh_index is not None and soh_index < len(row):
                 soh[r] = _number(row[soh_index])
+            if soc is not None and soc_index is not None and soc_index < len(row):
+                soc[r] = row[soc_index].strip()[:MAX_FIELD]
             for c, i in claim_index.items():
                 if i < len(row):
                     claims[c][r] = _number(row[i])
         except (ValueError, IndexError):
             error[r] = ERR_BAD_ROW
     return PulseChunk(
-        np.asarray(lines, dtype=np.int64), cell, design, rated, width, U, soh, error, claims
+        np.asarray(lines, dtype=np.int64), cell, design, rated, width, U, soh, error, claims, soc
     )
 
 
@@ -222,6 +230,7 @@ def read_all(source: str | os.PathLike[str], *, name: str | None = None) -> Puls
         line=cat("line"), cell_id=cat("cell_id"), design=cat("design"), rated_ah=cat("rated_ah"),
         width_ms=cat("width_ms"), U=cat("U"), soh=cat("soh"), error=cat("error"),
         claims={k: np.concatenate([c.claims[k] for c in chunks]) for k in chunks[0].claims},
+        soc_pct=None if chunks[0].soc_pct is None else cat("soc_pct"),
     )  # fmt: skip
 
 

@@ -101,7 +101,14 @@ def _best_model(
     if n_cells >= settings.min_cells or (prior is None and n_cells >= 3):
         candidates.append(
             _fit_kernel_widths(
-                name, rows.U, rows.rated_ah, rows.width_ms, rows.soh, rows.groups, settings
+                name,
+                rows.U,
+                rows.rated_ah,
+                rows.width_ms,
+                rows.soh,
+                rows.groups,
+                rows.tests,
+                settings,
             )
         )
     if prior is not None and (n_cells < settings.compare_below or strength is not None):
@@ -151,14 +158,17 @@ class SohModel:
         soh: FloatArray,
         groups: npt.ArrayLike,
         *,
+        tests: npt.ArrayLike | None = None,
         settings: FitSettings = FitSettings(),
     ) -> SohModel:
         """Train one model per design from reference cells with measured SoH (fractions).
-        `groups` are physical cell ids: every internal CV splits by them. A design with fewer
+        `groups` are physical cell ids: every internal CV splits by them. `tests` (optional)
+        label the rows of one test, one cell at one state of charge: the row correlation is
+        then measured within tests too, never used as an input. A design with fewer
         than `settings.compare_below` cells also gets a prior-shrunk model (the prior pooled
         from the other designs) and keeps whichever does better in grouped CV; below
         `settings.min_cells` cells only the prior-shrunk one is fitted."""
-        by_design = _split(design, U, rated_ah, width_ms, soh, groups)
+        by_design = _split(design, U, rated_ah, width_ms, soh, groups, tests)
         if not by_design:
             raise SohModelError("no usable training rows")
         n_cells = {name: len(np.unique(rows.groups)) for name, rows in by_design.items()}
@@ -188,6 +198,7 @@ class SohModel:
         soh: FloatArray,
         groups: npt.ArrayLike,
         *,
+        tests: npt.ArrayLike | None = None,
         strength: float | None = None,
     ) -> SohModel:
         """A copy of this model with `design` calibrated from a few cells through the pooled
@@ -197,7 +208,7 @@ class SohModel:
         if self.prior is None:
             raise SohModelError("this model has no pooled prior (it was fitted on one design)")
         n = len(np.asarray(soh))
-        by_design = _split(np.full(n, design), U, rated_ah, width_ms, soh, groups)
+        by_design = _split(np.full(n, design), U, rated_ah, width_ms, soh, groups, tests)
         if design not in by_design:
             raise SohModelError(f"design {design!r}: no usable calibration rows")
         model = _best_model(design, by_design[design], self.prior, self.settings, strength)
