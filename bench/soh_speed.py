@@ -1,15 +1,18 @@
 """SoH speed benchmark on one core: 1,000,000 synthetic cells. Prints JSON.
 
-    python bench/soh_speed.py [--cells N] [--model MODEL] [--samples-per-segment K] [--repeat 3]
+    python bench/soh_speed.py [--cells N] [--model MODEL] [--samples-per-cell K] [--repeat 3]
 
 Cells are real dev-file rows (all six designs, mixed, shuffled) with 0.5 mV of voltage noise, so
 every range check passes as it would on a line. Two paths, both timed end to end in chunks (the
 memory bound the CLI keeps), excluding only the generation of the input:
 
 - features: U1..U41 -> SoH, sigma and the passport check (a claim per cell);
-- traces: the long format (cell, t, current, voltage; 21 segments x K samples per cell, K = 5
-  by default: 105 samples) -> turning points -> SoH, sigma and the check. The extractor is
-  checked to return exactly the voltages the trace was built from.
+- traces: the long format (cell, t, current, voltage; at least K samples per cell, K = 100 by
+  default, spread evenly over its segments: 21 segments x 5 samples for a cell of the full
+  protocol, 11 segments x 10 samples for the designs whose protocol stopped after U21, as their
+  real traces do, so that a batch mixes both) -> turning points -> SoH, sigma and the check.
+  The extractor is checked to return exactly the voltages the trace was built from, and
+  nothing beyond where it stopped.
 
 `ratio_to_memory_pass` is the trace path's time divided by one `numpy.sum` over the same trace
 array (the (4, samples) float64 block holding the four columns), chunk by chunk in the same run:
@@ -81,8 +84,25 @@ def features_path(model, table, args, rng):  # type: ignore[no-untyped-def]
     return {"cells": done, "seconds": elapsed, "estimated": estimated}
 
 
-def build_traces(table, pick: np.ndarray, U: np.ndarray, k: int) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """(4, cells * 21 * k): cell code, t (s), current (A), voltage (V). Within each segment the
+def build_traces(table, pick: np.ndarray, U: np.ndarray, min_samples: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """(4, samples): cell code (the index into `pick`), t (s), current (A), voltage (V). A cell
+    whose row stops early (U22..U41 empty) gets the segments up to its last turning point
+    only; each cell at least `min_samples` samples, as many in each of its segments."""
+    segments = 1 + (np.isfinite(table.U[pick]).sum(1) - 1) // 2  # 21, or 11 up to U21
+    per_segment = np.maximum(2, -(-min_samples // segments))
+    samples = segments * per_segment
+    trace = np.empty((4, int(samples.sum())))  # C order, as a reader's columns are
+    offset = np.cumsum(samples) - samples
+    for count in np.unique(segments).tolist():
+        cells = np.flatnonzero(segments == count)
+        k = int(per_segment[cells[0]])
+        dest = (offset[cells][:, None] + np.arange(count * k)).ravel()  # in drawn order
+        trace[:, dest] = _cell_traces(table, pick[cells], U[cells], cells, count, k)
+    return trace
+
+
+def _cell_traces(table, pick, U, codes, count: int, k: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Traces of cells with `count` segments and k samples in each: within a segment the
     voltage ramps from the turning point at its start to the one at its end."""
     m = len(pick)
     width_s = table.width_ms[pick] / 1000.0
@@ -93,22 +113,23 @@ def build_traces(table, pick: np.ndarray, U: np.ndarray, k: int) -> np.ndarray: 
         rest = REST_FACTOR * width_s
         rate += [a, 0.0, -a, 0.0]
         duration += [width_s, rest, width_s, rest]
-    dur = np.stack(duration, axis=1)  # (m, 21)
+    dur = np.stack(duration, axis=1)[:, :count]  # (m, count)
     first = np.empty((m, SEGMENTS))
     last = np.empty((m, SEGMENTS))
     first[:, 0] = U[:, 0] + 0.002  # still relaxing towards the OCV
     last[:, 0] = U[:, 0]
     first[:, 1:] = U[:, 1::2]
     last[:, 1:] = U[:, 2::2]
+    first, last = first[:, :count], last[:, :count]
     ramp = np.linspace(0.0, 1.0, k)
     voltage = first[:, :, None] + (last - first)[:, :, None] * ramp
     voltage[:, :, -1] = last  # exactly, not first + (last - first)
     offsets = np.linspace(0.0, 1.0 - 1e-9, k)
     seg_start = np.cumsum(dur, axis=1) - dur
     t = seg_start[:, :, None] + dur[:, :, None] * offsets
-    current = (np.asarray(rate)[None, :] * rated[:, None])[:, :, None] * np.ones(k)
-    code = np.broadcast_to(np.arange(m, dtype=np.float64)[:, None, None], voltage.shape)
-    trace = np.empty((4, m * SEGMENTS * k))
+    current = (np.asarray(rate[:count])[None, :] * rated[:, None])[:, :, None] * np.ones(k)
+    code = np.broadcast_to(np.asarray(codes, dtype=np.float64)[:, None, None], voltage.shape)
+    trace = np.empty((4, m * count * k))
     for row, part in enumerate((code, t, current, voltage)):
         trace[row] = part.reshape(-1)
     return trace
@@ -124,15 +145,12 @@ def traces_path(model, table, args, rng):  # type: ignore[no-untyped-def]
     while done < args.cells:
         m = min(cells_per_chunk, args.cells - done)
         pick, U = synthetic_rows(table, rng, m)
-        trace = build_traces(table, pick, np.nan_to_num(U, nan=3.3), args.samples_per_segment)
+        trace = build_traces(table, pick, np.nan_to_num(U, nan=3.3), args.samples_per_cell)
         design = table.design[pick]
         c = claims(rng, table.soh[pick], m)
         start = time.perf_counter()
         got = extract(trace[0], trace[1], trace[2], trace[3])
-        Ug = got.U
-        full = ~np.isnan(table.U[pick])
-        Ug = np.where(full, Ug, np.nan)  # designs measured to U21 only: the model ignores U22+
-        est = estimate(model, design, Ug, got.rated_ah, got.width_ms)
+        est = estimate(model, design, got.U, got.rated_ah, got.width_ms)
         check_claims(
             est.soh, est.soh_sigma, c["claimed"], c["claimed_sigma"], c["fec_since"],
             c["days_since"],
@@ -142,7 +160,8 @@ def traces_path(model, table, args, rng):  # type: ignore[no-untyped-def]
         end = time.perf_counter()
         path_s += middle - start
         sum_s += end - middle
-        if not np.array_equal(np.where(full, got.U, 0.0), np.where(full, U, 0.0)):
+        full = np.isfinite(table.U[pick])
+        if not np.array_equal(np.where(full, U, np.nan), got.U, equal_nan=True):
             raise SystemExit("extractor did not return the voltages the trace was built from")
         if not np.isfinite(total):
             raise SystemExit("trace sum not finite")
@@ -162,7 +181,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=65_536, help="rows per chunk (features)")
-    parser.add_argument("--samples-per-segment", type=int, default=5)
+    parser.add_argument("--samples-per-cell", type=int, default=100, help="at least (traces)")
     parser.add_argument("--model", type=Path, help="model file (default: fit the dev file)")
     parser.add_argument("--data", type=Path, default=DEV_FILE)
     parser.add_argument("--seed", type=int, default=0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from passport.soh.synthetic import Ecm, protocol, random_ecm, simulate
@@ -84,3 +86,61 @@ def test_lengths_must_agree_and_empty_input_is_empty() -> None:
         extract(np.zeros(3, np.int64), np.zeros(3), np.zeros(2), np.zeros(3))
     empty = extract(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0))
     assert empty.U.shape == (0, 41)
+
+
+def reference_extract(
+    t: np.ndarray, current: np.ndarray, voltage: np.ndarray
+) -> tuple[np.ndarray, float, float]:
+    """One cell, the documented rule sample by sample: segments end where the current switches
+    on, off or changes sign; U1 is the first segment's last voltage, then each later segment
+    (up to the protocol's 21st) gives its first and last; the width runs from the first pulse's
+    first sample to the sample after its last, when the cell has one."""
+    state = [0 if abs(i) <= 0.01 else (1 if i > 0 else -1) for i in current]
+    bounds = [k for k in range(len(state)) if k == 0 or state[k] != state[k - 1]]
+    segments = [(s, e - 1) for s, e in zip(bounds, [*bounds[1:], len(state)], strict=True)]
+    U = np.full(41, np.nan)
+    U[0] = voltage[segments[0][1]]
+    for rank, (s, e) in enumerate(segments[1:21], start=1):
+        U[2 * rank - 1], U[2 * rank] = voltage[s], voltage[e]
+    if len(segments) < 2:
+        return U, math.nan, math.nan
+    s1, e1 = segments[1]
+    step = t[e1 + 1] - t[e1] if e1 + 1 < len(t) else 0.0
+    return U, (t[e1] - t[s1] + step) * 1000.0, abs(current[s1]) / AMPLITUDES_C[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 26), min_size=1, max_size=12), st.integers(1, 4))
+@example([2, 21], 3)  # a trace that stops after the first pulse: its width is not measured
+# up to the next cell's first sample (the extractor once gave -30 ms here)
+def test_cells_cut_short_or_running_on_match_the_sample_by_sample_rule(
+    segments: list[int], samples: int
+) -> None:
+    """Cells whose traces stop after any segment, or run on past the protocol (extra pulses
+    that are ignored), side by side in one array: each cell's turning points, width and
+    rating are those of the rule applied to that cell alone."""
+    cells = len(segments)
+    ecm = random_ecm(cells, RATED, np.random.default_rng(cells * 31 + samples))
+    cell, t, current, voltage = simulate(ecm, RATED, width_s=0.5, samples_per_segment=samples)
+    per_cell = len(protocol(0.5)) * samples
+    parts = []
+    for c, count in enumerate(segments):
+        idx = np.arange(c * per_cell, c * per_cell + min(count, 21) * samples)
+        if count > 21:  # runs on: the protocol's pulses again, after it
+            extra = np.arange(c * per_cell + samples, c * per_cell + (1 + count - 21) * samples)
+            idx = np.concatenate((idx, extra))
+        parts.append(idx)
+    keep = np.concatenate(parts)
+    t_kept = t[keep].copy()
+    for c, idx in enumerate(parts):  # time keeps running through the extra segments
+        start = sum(len(p) for p in parts[:c])
+        t_kept[start : start + len(idx)] = np.arange(len(idx)) * 0.01 + t[idx[0]]
+    got = extract(cell[keep], t_kept, current[keep], voltage[keep])
+    assert got.cell.tolist() == list(range(cells))
+    start = 0
+    for c, idx in enumerate(parts):
+        part = slice(start, start + len(idx))
+        U, width, rated = reference_extract(t_kept[part], current[keep][part], voltage[keep][part])
+        np.testing.assert_array_equal(got.U[c], U)
+        np.testing.assert_allclose([got.width_ms[c], got.rated_ah[c]], [width, rated], rtol=1e-12)
+        start += len(idx)

@@ -89,25 +89,30 @@ def extract(
     else:
         cell_starts = np.concatenate((np.zeros(1, np.int64), np.flatnonzero(new_cell) + 1))
         m = len(cell_starts)
-        U = np.full((m, N_U), np.nan)
-        first_segment = np.searchsorted(starts, cell_starts)  # a cell start starts a segment
-        counts = np.diff(first_segment, append=len(starts))
-        owner = np.repeat(np.arange(m), counts)
-        rank = np.arange(len(starts)) - np.repeat(first_segment, counts)
-        rest0 = rank == 0
-        U[owner[rest0], 0] = voltage[se[rest0, 1]]
-        later = (rank >= 1) & (rank < SEGMENTS)
-        column = 2 * rank[later] - 1
-        U[owner[later], column] = voltage[se[later, 0]]
-        U[owner[later], column + 1] = voltage[se[later, 1]]
-        pulse1 = rank == 1
-        s1, e1 = se[pulse1, 0], se[pulse1, 1]
-        rows = owner[pulse1]
+        first = np.searchsorted(starts, cell_starts)  # a cell start starts a segment
+        counts = np.diff(first, append=len(starts))
+        if int(counts.max()) > SEGMENTS:  # segments after the protocol's last are ignored
+            rank = np.arange(len(starts)) - np.repeat(first, counts)
+            se = se[rank < SEGMENTS]
+            counts = np.minimum(counts, SEGMENTS)
+            first = np.cumsum(counts) - counts
+        # the [start, end] pairs of a cell's segments, in order, fill its row of U from one
+        # place before it (U1 is the first rest's end): one scatter of consecutive runs, with
+        # the first rest's start sent to a spare slot after the last row
+        flat = np.full(m * N_U + 1, np.nan)
+        at = np.arange(2 * len(se)) + np.repeat(np.arange(m) * N_U - 2 * first - 1, 2 * counts)
+        at[2 * first] = m * N_U
+        flat[at] = voltage.take(se.ravel())
+        U = flat[: m * N_U].reshape(m, N_U)
+        rows = np.flatnonzero(counts >= 2)  # cells with a first pulse
+        s1, e1 = se[first[rows] + 1, 0], se[first[rows] + 1, 1]
     width = np.full(m, np.nan)
     rated = np.full(m, np.nan)
-    # the pulse lasts until the next sample (the first of the rest after it), if there is one
+    # the pulse lasts until the next sample (the first of the rest after it), if the cell has
+    # one: never the next cell's first sample
+    cell_end = np.append(cell_starts[1:], n)[rows]
     te1 = t[e1]
-    step = np.where(e1 + 1 < n, t[np.minimum(e1 + 1, n - 1)] - te1, 0.0)
+    step = np.where(e1 + 1 < cell_end, t[np.minimum(e1 + 1, n - 1)] - te1, 0.0)
     width[rows] = (te1 - t[s1] + step) * 1000.0
     rated[rows] = np.abs(current[s1]) / AMPLITUDES_C[0]
     return Extracted(np.asarray(cell[cell_starts]), U, width, rated)
