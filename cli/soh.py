@@ -12,6 +12,7 @@ from cli._common import emit_json, err, handle_errors, progress_bar
 from passport.errors import InputError
 from passport.soh import Ageing, estimate_csv, fit_csv, load_model, model_summary, save_model
 from passport.soh.check import DEFAULT_THRESHOLD
+from passport.soh.io import is_parquet, parquet_rows
 
 app = typer.Typer(
     help="State of health (capacity / rated capacity) from a seconds-long pulse test, with a "
@@ -66,7 +67,11 @@ def fit(
 @handle_errors
 def estimate(
     input_csv: Annotated[
-        Path, typer.Argument(metavar="INPUT.csv", help="Pulse features or raw traces (CSV).")
+        Path,
+        typer.Argument(
+            metavar="INPUT.csv",
+            help="Pulse features or raw traces: CSV, or Parquet (needs pyarrow), told by content.",
+        ),
     ],
     model_path: Annotated[
         Path,
@@ -137,6 +142,8 @@ def _count_lines(path: Path) -> int:
     """Rows for the progress bar; only on a terminal, and cheap (a byte count of newlines)."""
     if not err.is_terminal:
         return 0
+    if is_parquet(path):
+        return parquet_rows(path) or 0
     try:
         size = os.path.getsize(path)
         if size > 2 * 1024**3:

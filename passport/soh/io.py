@@ -1,9 +1,9 @@
 """Pulse-feature tables in and estimates out, streamed in chunks so memory stays bounded.
 
-The input is a CSV with the columns of the reference data (`design`, `rated_ah`,
-`pulse_width_ms`, `cell_id`, `U1`..`U41`; `chemistry`, `soc_pct` and `soh` optional and never
-needed). A row whose numbers do not parse keeps its place with an error code, so the output
-has one row per input row, in input order.
+The input is a CSV (or a Parquet file, read as its CSV export) with the columns of the
+reference data (`design`, `rated_ah`, `pulse_width_ms`, `cell_id`, `U1`..`U41`; `chemistry`,
+`soc_pct` and `soh` optional and never needed). A row whose numbers do not parse keeps its place
+with an error code, so the output has one row per input row, in input order.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from passport.errors import InputError
+from passport.soh._parquet import ParquetText
+from passport.soh._parquet import is_parquet as is_parquet  # re-exported
+from passport.soh._parquet import parquet_rows as parquet_rows  # re-exported
 from passport.soh.features import U_COLUMNS
 
 REQUIRED = ("design", "rated_ah", "pulse_width_ms", "cell_id")
@@ -88,7 +91,10 @@ def read_pulse_csv(
 
 
 def open_text(path: str | os.PathLike[str], label: str) -> IO[str]:
-    """A CSV file opened for `csv.reader` (a UTF-8 BOM is skipped); `InputError` if it cannot."""
+    """A CSV file opened for `csv.reader` (a UTF-8 BOM is skipped), or a Parquet file as the
+    lines of its CSV export (`_parquet`); `InputError` if it cannot."""
+    if is_parquet(path):
+        return cast(IO[str], ParquetText(path, label))
     try:
         return open(path, newline="", encoding="utf-8-sig")
     except OSError as exc:

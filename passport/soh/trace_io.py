@@ -49,9 +49,10 @@ def is_trace_header(header: Sequence[str]) -> bool:
 
 
 def sniff_header(path: str | os.PathLike[str]) -> list[str]:
-    """The first row of a CSV file (to tell a trace file from a feature table)."""
+    """The first row of a CSV file, or a Parquet file's column names (to tell a trace file
+    from a feature table)."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
+        with open_text(path, str(path)) as handle:
             return next(csv.reader(handle), [])
     except (OSError, csv.Error, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
