@@ -91,3 +91,27 @@ def progress_bar(
     ) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+@contextmanager
+def progress_steps(description: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A progress bar for work that learns its total as it starts: the callback takes (done,
+    total, what was just finished). On a terminal's stderr only."""
+    if not err.is_terminal:
+        yield lambda _done, _total, _what: None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[what]}"),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(description, total=None, what="")
+
+        def update(done: int, total: int, what: str) -> None:
+            progress.update(task, completed=done, total=total, what=what)
+
+        yield update

@@ -96,6 +96,6 @@ def issue(
         emit_json(result)
     err.print(
         f"issued {summary.issued} passports into {summary.out_dir} ({memory.name}, birth record "
-        f"{result['birth_bytes']['min']}-{result['birth_bytes']['max']} B, "
+        f"{min(summary.birth_bytes)}-{max(summary.birth_bytes)} B, "
         f"at least {result['free_bytes_min']} B free per tag) in {summary.seconds:.2f} s"
     )

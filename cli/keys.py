@@ -59,7 +59,7 @@ def generate(
     password = keys.read_password(password_file)
     public_path = keys.public_path_for(out)
     cert_path = public_path.with_name(public_path.name.replace(".pub.pem", ".cert.pem"))
-    key = keys.generate(key_type)  # type: ignore[arg-type]
+    key = keys.generate(key_type)
     cert = keys.self_signed_certificate(key, cert_cn, days=cert_days) if cert_cn else None  # type: ignore[arg-type]
     targets = [out, public_path] + ([cert_path] if cert is not None else [])
     existing = [str(p) for p in targets if p.exists()]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli._common import emit_json, err, handle_errors, progress_bar
+from cli._common import emit_json, err, handle_errors, progress_bar, progress_steps
 from passport.errors import InputError
 from passport.soh import Ageing, estimate_csv, fit_csv, load_model, model_summary, save_model
 from passport.soh.check import DEFAULT_THRESHOLD
@@ -48,7 +48,8 @@ def fit(
     if out.exists() and not force:
         raise InputError("already exists (use --force to overwrite)", source=str(out))
     err.print(f"training on {train} ...", markup=False)
-    model = fit_csv(train)
+    with progress_steps("training designs") as advance:
+        model = fit_csv(train, on_progress=advance)
     save_model(model, out)
     summary = model_summary(model)
     if json_out:

@@ -786,3 +786,18 @@ def test_fit_csv_groups_rows_into_tests_by_soc_but_never_reads_it_as_an_input(
     ea, eb = lfp.predict(a), lfp.predict(b)
     assert np.array_equal(ea[0], eb[0])
     assert np.array_equal(ea[1], eb[1])
+
+
+def test_fit_reports_progress_design_by_design() -> None:
+    """Before the first design (with the total) and after each one, in the model's order."""
+    rng = np.random.default_rng(21)
+    truth = rng.uniform(0.7, 1.0, 40)
+    rows = pulse_rows(aged_cells(truth, 5.0, rng), 5.0)
+    design = np.array(["SYN-B"] * 20 + ["SYN-A"] * 20, dtype=object)
+    calls: list[tuple[int, int, str]] = []
+    model = SohModel.fit(
+        design, rows.U, rows.rated_ah, rows.width_ms, truth, np.arange(40).astype(str),
+        on_progress=lambda done, total, name: calls.append((done, total, name)),
+    )  # fmt: skip
+    assert calls == [(0, 2, ""), (1, 2, "SYN-A"), (2, 2, "SYN-B")]
+    assert model.designs == ["SYN-A", "SYN-B"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -144,8 +145,11 @@ def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
     return out
 
 
-def fit_csv(path: str | os.PathLike[str]) -> SohModel:
-    """Train one model covering every design in a reference table (needs the `soh` column)."""
+def fit_csv(
+    path: str | os.PathLike[str], *, on_progress: Callable[[int, int, str], None] | None = None
+) -> SohModel:
+    """Train one model covering every design in a reference table (needs the `soh` column).
+    `on_progress(done, total, design)`: see `SohModel.fit`."""
     table = read_all(path)
     label = str(path)
     bad = table.error != ""
@@ -171,7 +175,7 @@ def fit_csv(path: str | os.PathLike[str]) -> SohModel:
     try:
         return SohModel.fit(
             table.design[keep], table.U[keep], table.rated_ah[keep], table.width_ms[keep],
-            table.soh[keep], groups[keep], tests=tests,
+            table.soh[keep], groups[keep], tests=tests, on_progress=on_progress,
         )  # fmt: skip
     except InputError as exc:
         raise exc.at(label) from None

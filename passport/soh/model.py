@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -160,6 +160,7 @@ class SohModel:
         *,
         tests: npt.ArrayLike | None = None,
         settings: FitSettings = FitSettings(),
+        on_progress: Callable[[int, int, str], None] | None = None,
     ) -> SohModel:
         """Train one model per design from reference cells with measured SoH (fractions).
         `groups` are physical cell ids: every internal CV splits by them. `tests` (optional)
@@ -167,7 +168,8 @@ class SohModel:
         then measured within tests too, never used as an input. A design with fewer
         than `settings.compare_below` cells also gets a prior-shrunk model (the prior pooled
         from the other designs) and keeps whichever does better in grouped CV; below
-        `settings.min_cells` cells only the prior-shrunk one is fitted."""
+        `settings.min_cells` cells only the prior-shrunk one is fitted. `on_progress(done,
+        total, design)` is called before the first design and after each one."""
         by_design = _split(design, U, rated_ah, width_ms, soh, groups, tests)
         if not by_design:
             raise SohModelError("no usable training rows")
@@ -177,6 +179,8 @@ class SohModel:
         if len(rich) >= 2:
             prior = _pooled_prior_from({k: by_design[k] for k in rich}, settings)
         models: dict[str, DesignModel] = {}
+        if on_progress is not None:
+            on_progress(0, len(by_design), "")
         for name, rows in by_design.items():
             own_prior = None  # a prior that never saw this design, for an honest comparison
             others = [k for k in rich if k != name]
@@ -187,6 +191,8 @@ class SohModel:
                     else _pooled_prior_from({k: by_design[k] for k in others}, settings)
                 )
             models[name] = _best_model(name, rows, own_prior, settings, None)
+            if on_progress is not None:
+                on_progress(len(models), len(by_design), name)
         return cls(models, prior, settings)
 
     def calibrate_new_design(
