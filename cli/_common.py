@@ -73,6 +73,19 @@ def require(condition: bool, message: str) -> None:
         raise InputError(message)
 
 
+def _progress(*extra: TextColumn) -> Progress:
+    """The bar every long command shows on a terminal's stderr (gone when done)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        *extra,
+        console=err,
+        transient=True,
+    )
+
+
 @contextmanager
 def progress_bar(
     description: str, total: int, *, enabled: bool = True
@@ -81,14 +94,7 @@ def progress_bar(
     if not enabled or not err.is_terminal or total < 2:
         yield lambda _n: None
         return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
+    with _progress() as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
 
@@ -100,15 +106,7 @@ def progress_steps(description: str) -> Iterator[Callable[[int, int, str], None]
     if not err.is_terminal:
         yield lambda _done, _total, _what: None
         return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[what]}"),
-        console=err,
-        transient=True,
-    ) as progress:
+    with _progress(TextColumn("{task.fields[what]}")) as progress:
         task = progress.add_task(description, total=None, what="")
 
         def update(done: int, total: int, what: str) -> None:

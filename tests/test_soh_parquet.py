@@ -14,6 +14,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from test_soh_io import num
+from test_soh_io import write_rows as write_csv
 from typer.testing import CliRunner
 
 from cli.app import app
@@ -30,10 +32,6 @@ U = [f"U{i}" for i in range(1, 42)]
 HEADER = ["design", "rated_ah", "pulse_width_ms", "cell_id", "soc_pct", "soh", *U]
 
 
-def num(x: float) -> str:
-    return "" if np.isnan(x) else repr(float(x))
-
-
 def feature_rows(n: int, seed: int) -> list[list[str]]:
     rng = np.random.default_rng(seed)
     truth = rng.uniform(0.6, 1.02, n)
@@ -43,14 +41,6 @@ def feature_rows(n: int, seed: int) -> list[list[str]]:
         + [num(u) for u in rows.U[i]]
         for i in range(n)
     ]
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def to_parquet(csv_path: Path, **kwargs: object) -> Path:
