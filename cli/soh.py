@@ -19,8 +19,9 @@ app = typer.Typer(
     "calibrated uncertainty, resistance and a check of what the passport claims.\n\n"
     "Input tables have the columns design, rated_ah, pulse_width_ms, cell_id and the "
     "turning-point voltages U1..U41 (see README: 'State of health'); the state of charge is "
-    "not needed. Raw traces in the long format cell_id, t_s, current_a, voltage_v are "
-    "accepted too.",
+    "not needed. Raw traces in the long format cell_id, t_s, current_a, voltage_v (optional "
+    "design, and run to send a cell's protocol runs as separate blocks) are accepted too; "
+    "CSV or Parquet.",
     no_args_is_help=True,
 )
 

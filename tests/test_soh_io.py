@@ -43,6 +43,7 @@ from passport.soh import (
     save_model,
     trace_chunk_to_rows,
 )
+from passport.soh import combine as soh_combine
 from passport.soh.io import CLAIM_COLUMNS, OUTPUT_COLUMNS, PulseChunk, read_pulse_csv
 from passport.soh.synthetic import Rows, aged_cells, pulse_rows, simulate
 from passport.soh.trace_io import ERR_NOT_MONOTONIC, read_trace_csv
@@ -983,6 +984,65 @@ def test_the_design_option_fills_a_missing_design(model: SohModel, tmp_path: Pat
         (DESIGN, ""),
         ("OTHER-1Ah", ERR_NO_MODEL),
     ]
+
+
+def runs_file(tmp_path: Path, seed: int) -> tuple[Path, list[list[str]], FloatArray, int]:
+    """Three cells tested twice each: blocks T0..T5 of the arrays are cell P<k // 2>, run
+    r<k % 2>. (path, lines, the arrays' U per block, samples per block)"""
+    _, code, t, current, voltage = trace_arrays(6, seed=seed)
+    lines = [
+        [f"P{int(c) // 2}", ts, i, v, DESIGN, f"r{int(c) % 2}"]
+        for (_, ts, i, v), c in zip(trace_lines(code, t, current, voltage), code, strict=True)
+    ]
+    header = [*TRACE_HEADER, "design", "run"]
+    path = write_rows(tmp_path / "runs.csv", header, lines)
+    return path, lines, extract(code, t, current, voltage).U, len(code) // 6
+
+
+def test_the_runs_of_one_cell_give_a_row_each(model: SohModel, tmp_path: Path) -> None:
+    """A cell tested twice (a `run` column tells the protocol runs apart): one row per run,
+    with its own turning points; `--per-cell` joins them as the intake does."""
+    path, _, U, per_run = runs_file(tmp_path, seed=29)
+    (chunk,) = read_trace_csv(path)
+    assert chunk.cell_id == ["P0", "P0", "P1", "P1", "P2", "P2"]
+    assert chunk.run == ["r0", "r1"] * 3
+    np.testing.assert_array_equal(trace_chunk_to_rows(chunk).U, U)
+    estimate_csv(model, path, tmp_path / "out.csv", per_cell=True)
+    out = read_out(tmp_path / "out.csv")
+    assert [(r["cell_id"], r["run"], r["error"]) for r in out] == [
+        (f"P{k // 2}", f"r{k % 2}", "") for k in range(6)
+    ]
+    assert [int(r["line"]) for r in out] == [2 + per_run * k for k in range(6)]
+    assert [r["cell_rows"] for r in out] == ["2"] * 6
+    rho = model.models[DESIGN].row_correlation
+    for k in range(0, 6, 2):
+        pair = out[k : k + 2]
+        soh, sigma = soh_combine(
+            [float(r["soh"]) for r in pair], [float(r["soh_sigma"]) for r in pair], rho
+        )
+        assert float(pair[0]["cell_soh"]) == pytest.approx(soh, rel=1e-5)
+        assert float(pair[1]["cell_soh_sigma"]) == pytest.approx(sigma, rel=1e-5)
+
+
+def test_the_intake_measures_a_cell_from_all_its_runs(model: SohModel, tmp_path: Path) -> None:
+    from passport.intake.measure import measure
+
+    path, _, _, _ = runs_file(tmp_path, seed=30)
+    got = measure(model, path, {})
+    assert sorted(got) == ["P0", "P1", "P2"]
+    assert all((m.rows, m.combined, m.error) == (2, 2, "") for m in got.values())
+
+
+def test_a_run_that_comes_back_is_refused_naming_the_line(tmp_path: Path) -> None:
+    """Runs of a cell are contiguous blocks: P0 r0, P0 r1, P0 r0 again is an InputError."""
+    path, lines, _, per_run = runs_file(tmp_path, seed=31)
+    back = lines[:per_run] + lines[per_run : 2 * per_run] + [lines[0]] + lines[2 * per_run :]
+    write_rows(path, [*TRACE_HEADER, "design", "run"], back)
+    with pytest.raises(InputError) as info:
+        list(read_trace_csv(path))
+    message = str(info.value)
+    assert f"line {2 + 2 * per_run}" in message
+    assert "run 'r0' of cell 'P0'" in message
 
 
 @pytest.mark.parametrize(

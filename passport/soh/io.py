@@ -60,6 +60,8 @@ class PulseChunk:
     # the soc_pct text as written, None without the column: it only tells training which rows
     # form one test (one cell at one state of charge); never parsed, never an input
     soc_pct: StrArray | None = None
+    # rows from traces with a run column: the protocol run of each row, text as written
+    run: StrArray | None = None
 
     def __len__(self) -> int:
         return len(self.line)

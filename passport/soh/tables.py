@@ -77,7 +77,9 @@ def estimate_csv(
     header = {h.strip() for h in sniff_header(source)}
     claims = [c for c in CLAIM_COLUMNS if c in header]
     traces = is_trace_header(list(header))
-    extra = (("width_ms", "rated_ah") if traces else ()) + (CHECK_OUTPUT if claims else ())
+    runs = traces and "run" in header
+    extra = (("run",) if runs else ()) + (("width_ms", "rated_ah") if traces else ())
+    extra += CHECK_OUTPUT if claims else ()
     extra += PER_CELL_OUTPUT if per_cell else ()
     writer = EstimateWriter(out, extra=extra)
     held: dict[str, npt.NDArray[np.generic]] | None = None
@@ -92,6 +94,8 @@ def estimate_csv(
             )
             if traces:
                 columns["width_ms"] = chunk.width_ms
+                if chunk.run is not None:
+                    columns["run"] = chunk.run
                 columns["rated_ah"] = chunk.rated_ah
             if per_cell:
                 if held is not None:
@@ -204,6 +208,7 @@ def trace_chunk_to_rows(chunk: TraceChunk, design: str | None = None) -> PulseCh
     return PulseChunk(
         np.asarray(chunk.line, dtype=np.int64), np.array(chunk.cell_id, dtype=object), designs,
         rated, width, U, np.full(m, np.nan), error,
+        run=None if chunk.run is None else np.array(chunk.run, dtype=object),
     )  # fmt: skip
 
 

@@ -1,5 +1,10 @@
-"""Long-format trace files in (cell_id, t_s, current_a, voltage_v; optional design), whole cells
-at a time, for the vectorised extractor in `traces`."""
+"""Long-format trace files in (cell_id, t_s, current_a, voltage_v; optional design and run),
+whole cells at a time, for the vectorised extractor in `traces`.
+
+A cell tested several times (the protocol at each pulse width, or repeated) sends each protocol
+run as its own block of samples, told apart by the optional `run` column (any text): a block
+is the consecutive samples of one (cell_id, run) and gives one output row. A cell's blocks
+follow each other; a cell, or a run of a cell, that comes back after another is refused."""
 
 from __future__ import annotations
 
@@ -33,14 +38,15 @@ ERR_NOT_MONOTONIC = "time-goes-backwards"
 class TraceChunk:
     """Whole cells of a long-format trace file: samples as arrays, cells as lists."""
 
-    cell_id: list[str]  # one per cell, in order of appearance
+    cell_id: list[str]  # one per block (a cell's protocol run), in order of appearance
     design: list[str]  # "" when the file has no design column
-    line: list[int]  # line of each cell's first sample
-    error: list[str]  # "" or why the cell's samples are unusable
+    line: list[int]  # line of each block's first sample
+    error: list[str]  # "" or why the block's samples are unusable
     code: npt.NDArray[np.int64]  # per sample: index into cell_id
     t: FloatArray
     current: FloatArray
     voltage: FloatArray
+    run: list[str] | None = None  # per block; None when the file has no run column
 
 
 def is_trace_header(header: Sequence[str]) -> bool:
@@ -74,13 +80,14 @@ def read_trace_csv(
 class _TraceBuilder:
     def __init__(self) -> None:
         self.cells: list[str] = []
+        self.runs: list[str] = []
         self.designs: list[str] = []
         self.lines: list[int] = []
         self.errors: list[str] = []
         self.code: list[int] = []
         self.values: list[tuple[float, float, float]] = []
 
-    def build(self) -> TraceChunk:
+    def build(self, with_runs: bool) -> TraceChunk:
         data = np.asarray(self.values, dtype=np.float64).reshape(-1, 3)
         code = np.asarray(self.code, dtype=np.int64)
         errors = list(self.errors)
@@ -92,6 +99,7 @@ class _TraceBuilder:
         return TraceChunk(
             self.cells, self.designs, self.lines, errors,
             code, data[:, 0].copy(), data[:, 1].copy(), data[:, 2].copy(),
+            list(self.runs) if with_runs else None,
         )  # fmt: skip
 
 
@@ -111,26 +119,40 @@ def _trace_chunks(handle: IO[str], label: str, chunk_samples: int) -> Iterator[T
         raise InputError(f"missing trace columns: {', '.join(missing)}", source=label)
     i_cell, i_t, i_i, i_v = (index[c] for c in TRACE_REQUIRED)
     i_design = index.get("design")
+    i_run = index.get("run")
     seen: set[str] = set()
+    runs_seen: set[str] = set()  # of the current cell
     chunk = _TraceBuilder()
     current_cell: str | None = None
+    current_run: str | None = None
     width = len(header)
     try:
         for start, row in _rows(reader):
             cell_id = row[i_cell].strip()[:MAX_FIELD] if i_cell < len(row) else ""
-            if cell_id != current_cell:
-                if cell_id in seen:
+            run = row[i_run].strip()[:MAX_FIELD] if i_run is not None and i_run < len(row) else ""
+            if cell_id != current_cell or run != current_run:
+                if cell_id != current_cell:
+                    if cell_id in seen:
+                        raise InputError(
+                            f"line {start}: samples of cell {cell_id!r} are not "
+                            "contiguous (sort the file by cell_id, then run, then t_s)",
+                            source=label,
+                        )
+                    if len(chunk.values) >= chunk_samples:
+                        yield chunk.build(i_run is not None)
+                        chunk = _TraceBuilder()
+                    seen.add(cell_id)
+                    runs_seen.clear()
+                elif run in runs_seen:
                     raise InputError(
-                        f"line {start}: samples of cell {cell_id!r} are not "
-                        "contiguous (sort the file by cell_id, then t_s)",
+                        f"line {start}: samples of run {run!r} of cell {cell_id!r} are not "
+                        "contiguous (sort the file by cell_id, then run, then t_s)",
                         source=label,
                     )
-                if len(chunk.values) >= chunk_samples:
-                    yield chunk.build()
-                    chunk = _TraceBuilder()
-                seen.add(cell_id)
-                current_cell = cell_id
+                runs_seen.add(run)
+                current_cell, current_run = cell_id, run
                 chunk.cells.append(cell_id)
+                chunk.runs.append(run)
                 design = row[i_design] if i_design is not None and i_design < len(row) else ""
                 chunk.designs.append(design.strip()[:MAX_FIELD])
                 chunk.lines.append(start)
@@ -151,4 +173,4 @@ def _trace_chunks(handle: IO[str], label: str, chunk_samples: int) -> Iterator[T
     except UnicodeDecodeError:
         raise _utf8_error(handle, label, reader.line_num) from None
     if chunk.cells:
-        yield chunk.build()
+        yield chunk.build(i_run is not None)
