@@ -62,8 +62,9 @@ def intake(
         Path,
         typer.Option(
             metavar="TESTS.csv",
-            help="The intake line's pulse tests (passport soh estimate input; matched to "
-            "passports by cell_id = image name, battery id or passport id).",
+            help="The intake line's pulse tests (passport soh estimate input: features or "
+            "traces, CSV or Parquet; matched to passports by cell_id = image name, battery id "
+            "or passport id; a cell's several rows or runs are combined).",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
