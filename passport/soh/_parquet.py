@@ -19,6 +19,7 @@ from passport.errors import InputError
 
 MAGIC = b"PAR1"
 BATCH_ROWS = 16_384
+STREAM_BUFFER = 1 << 20  # bytes read at a time from each column chunk
 
 
 def is_parquet(path: str | os.PathLike[str]) -> bool:
@@ -63,7 +64,11 @@ class ParquetText:
             ) from None
         self._pa, self._pacsv = pa, pacsv
         try:
-            self._file = pq.ParquetFile(path, page_checksum_verification=True)
+            # streamed column chunks (no pre-buffering): memory follows the batch, not the
+            # writer's row-group size
+            self._file = pq.ParquetFile(
+                path, page_checksum_verification=True, pre_buffer=False, buffer_size=STREAM_BUFFER
+            )
             names = self._file.schema_arrow.names
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise InputError(f"not a readable Parquet file: {_reason(exc)}", source=label) from None
@@ -74,7 +79,7 @@ class ParquetText:
     def _generate(self, header: str) -> Iterator[str]:
         yield header
         options = self._pacsv.WriteOptions(include_header=False)
-        for batch in self._file.iter_batches(batch_size=BATCH_ROWS):
+        for batch in self._file.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
             sink = self._pa.BufferOutputStream()
             try:
                 self._pacsv.write_csv(batch, sink, write_options=options)
