@@ -40,6 +40,7 @@ CHUNK_ROWS = 65_536
 MAX_FIELD = 256
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 T = TypeVar("T")
 StrArray = npt.NDArray[np.object_]
 
@@ -134,7 +135,7 @@ def _chunks(handle: IO[str], label: str, chunk_rows: int) -> Iterator[PulseChunk
     width = len(header)
     try:
         for start, row in _rows(reader):
-            if len(row) < width or any(f.strip() for f in row[width:]):
+            if len(row) != width and (len(row) < width or any(f.strip() for f in row[width:])):
                 row = []  # a short (cut off) or overlong row: kept in place as a bad row
             rows.append(row)
             lines.append(start)
@@ -187,6 +188,8 @@ def _parse(
     soc_index: int | None,
     claim_index: dict[str, int],
 ) -> PulseChunk:
+    """Rows (full width, or [] for a row cut short or overlong) -> arrays, column by column:
+    a number that does not parse, or is not finite, makes its row `bad-row`; empty is NaN."""
     n = len(rows)
     U = np.full((n, len(U_COLUMNS)), np.nan)
     rated = np.full(n, np.nan)
@@ -198,31 +201,57 @@ def _parse(
     claims = {c: np.full(n, np.nan) for c in claim_index}
     soc = None if soc_index is None else np.full(n, "", dtype=object)
     i_design, i_rated, i_width, i_cell = (index[c] for c in REQUIRED)
-    for r, row in enumerate(rows):
-        if not row:
-            error[r] = ERR_BAD_ROW
-            continue
-        try:
-            cell[r] = row[i_cell].strip()[:MAX_FIELD] if i_cell < len(row) else ""
-            # interned: a chunk's rows share a few design objects (dict look-ups by identity)
-            design[r] = sys.intern(row[i_design].strip()[:MAX_FIELD]) if i_design < len(row) else ""
-            rated[r] = _number(row[i_rated])
-            width[r] = _number(row[i_width])
-            for j, i in enumerate(u_index):
-                if i is not None and i < len(row):
-                    U[r, j] = _number(row[i])
-            if soh_index is not None and soh_index < len(row):
-                soh[r] = _number(row[soh_index])
-            if soc is not None and soc_index is not None and soc_index < len(row):
-                soc[r] = row[soc_index].strip()[:MAX_FIELD]
-            for c, i in claim_index.items():
-                if i < len(row):
-                    claims[c][r] = _number(row[i])
-        except (ValueError, IndexError):
-            error[r] = ERR_BAD_ROW
+    at = np.array([r for r, row in enumerate(rows) if row], dtype=np.intp)
+    error[np.setdiff1d(np.arange(n), at)] = ERR_BAD_ROW
+    full = [rows[r] for r in at.tolist()]
+    cell[at] = [row[i_cell].strip()[:MAX_FIELD] for row in full]
+    # interned: a chunk's rows share a few design objects (dict look-ups by identity)
+    design[at] = [sys.intern(row[i_design].strip()[:MAX_FIELD]) for row in full]
+    bad = np.zeros(len(at), dtype=bool)
+
+    def column(i: int) -> FloatArray:
+        values, wrong = _numbers([row[i] for row in full])
+        if wrong is not None:
+            bad[wrong] = True
+        return values
+
+    rated[at] = column(i_rated)
+    width[at] = column(i_width)
+    for j, i in enumerate(u_index):
+        if i is not None:
+            U[at, j] = column(i)
+    if soh_index is not None:
+        soh[at] = column(soh_index)
+    if soc is not None and soc_index is not None:
+        soc[at] = [row[soc_index].strip()[:MAX_FIELD] for row in full]
+    for c, i in claim_index.items():
+        claims[c][at] = column(i)
+    error[at[bad]] = ERR_BAD_ROW
     return PulseChunk(
         np.asarray(lines, dtype=np.int64), cell, design, rated, width, U, soh, error, claims, soc
     )
+
+
+def _numbers(texts: list[str]) -> tuple[FloatArray, BoolArray | None]:
+    """`_number` over a column: C-speed `float` when every field parses to a finite number,
+    field by field (empty -> NaN) only for a column that has an empty or wrong one. The rows
+    whose field is wrong, or None when none is."""
+    try:
+        values = np.fromiter(map(float, texts), dtype=np.float64, count=len(texts))
+    except ValueError:
+        values = np.empty(len(texts))
+        wrong = np.zeros(len(texts), dtype=bool)
+        for k, text in enumerate(texts):
+            try:
+                values[k] = _number(text)
+            except ValueError:
+                values[k] = np.nan
+                wrong[k] = True
+        return values, (wrong if wrong.any() else None)
+    finite = np.isfinite(values)
+    if finite.all():
+        return values, None
+    return np.where(finite, values, np.nan), ~finite
 
 
 def read_all(source: str | os.PathLike[str], *, name: str | None = None) -> PulseChunk:
@@ -275,8 +304,8 @@ class EstimateWriter:
     def write(self, columns: Mapping[str, npt.NDArray[np.generic] | Sequence[object]]) -> None:
         n = len(next(iter(columns.values())))
         empty = [""] * n
-        cols = [columns.get(c, empty) for c in self.columns]
-        self._write_rows([[_fmt(col[r]) for col in cols] for r in range(n)])
+        cols = [_fmt_column(columns.get(c, empty)) for c in self.columns]
+        self._write_rows(list(zip(*cols, strict=True)) if cols else [])
 
     def _write_rows(self, rows: Sequence[Sequence[object]]) -> None:
         out = io.StringIO()
@@ -309,6 +338,15 @@ class EstimateWriter:
                 self._buffer.close()
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
+
+
+def _fmt_column(column: npt.NDArray[np.generic] | Sequence[object]) -> list[str]:
+    """`_fmt` over a column, without a numpy scalar per value for float and bool arrays."""
+    if isinstance(column, np.ndarray) and column.dtype.kind == "f":
+        return ["" if v != v else f"{v:.6g}" for v in column.tolist()]
+    if isinstance(column, np.ndarray) and column.dtype.kind == "b":
+        return ["1" if v else "0" for v in column.tolist()]
+    return [_fmt(v) for v in (column.tolist() if isinstance(column, np.ndarray) else column)]
 
 
 def _fmt(value: object) -> str:
