@@ -22,7 +22,7 @@ from passport.soh.io import (
     ERR_BAD_ROW,
     MAX_FIELD,
     FloatArray,
-    _number,
+    _numbers,
     _rows,
     _utf8_error,
     closing,
@@ -78,6 +78,9 @@ def read_trace_csv(
 
 
 class _TraceBuilder:
+    """One chunk's blocks, and its samples as the text of their fields: numbers are parsed
+    a column at a time when the chunk is built."""
+
     def __init__(self) -> None:
         self.cells: list[str] = []
         self.runs: list[str] = []
@@ -85,20 +88,35 @@ class _TraceBuilder:
         self.lines: list[int] = []
         self.errors: list[str] = []
         self.code: list[int] = []
-        self.values: list[tuple[float, float, float]] = []
+        self.t: list[str] = []
+        self.current: list[str] = []
+        self.voltage: list[str] = []
 
     def build(self, with_runs: bool) -> TraceChunk:
-        data = np.asarray(self.values, dtype=np.float64).reshape(-1, 3)
         code = np.asarray(self.code, dtype=np.int64)
         errors = list(self.errors)
+        columns = []
+        wrong = np.zeros(len(code), dtype=bool)
+        for texts in (self.t, self.current, self.voltage):
+            values, bad = _numbers(texts)
+            wrong |= np.isnan(values)  # an empty field spoils a sample too
+            if bad is not None:
+                wrong |= bad
+            columns.append(values)
+        if wrong.any():  # a sample that does not parse spoils its block, and is left out
+            for c in np.unique(code[wrong]).tolist():
+                errors[c] = errors[c] or ERR_BAD_ROW
+            keep = ~wrong
+            code = code[keep]
+            columns = [v[keep] for v in columns]
+        t, current, voltage = columns
         # time must not go backwards within a cell
-        back = np.flatnonzero((np.diff(data[:, 0]) < 0) & (code[1:] == code[:-1]))
+        back = np.flatnonzero((np.diff(t) < 0) & (code[1:] == code[:-1]))
         for c in np.unique(code[back + 1]):
             if not errors[c]:
                 errors[c] = ERR_NOT_MONOTONIC
         return TraceChunk(
-            self.cells, self.designs, self.lines, errors,
-            code, data[:, 0].copy(), data[:, 1].copy(), data[:, 2].copy(),
+            self.cells, self.designs, self.lines, errors, code, t, current, voltage,
             list(self.runs) if with_runs else None,
         )  # fmt: skip
 
@@ -138,7 +156,7 @@ def _trace_chunks(handle: IO[str], label: str, chunk_samples: int) -> Iterator[T
                             "contiguous (sort the file by cell_id, then run, then t_s)",
                             source=label,
                         )
-                    if len(chunk.values) >= chunk_samples:
+                    if len(chunk.code) >= chunk_samples:
                         yield chunk.build(i_run is not None)
                         chunk = _TraceBuilder()
                     seen.add(cell_id)
@@ -157,17 +175,13 @@ def _trace_chunks(handle: IO[str], label: str, chunk_samples: int) -> Iterator[T
                 chunk.designs.append(design.strip()[:MAX_FIELD])
                 chunk.lines.append(start)
                 chunk.errors.append("")
-            try:
-                if len(row) < width:
-                    raise ValueError("short row")
-                sample = (_number(row[i_t]), _number(row[i_i]), _number(row[i_v]))
-                if sample[0] != sample[0] or sample[2] != sample[2] or sample[1] != sample[1]:
-                    raise ValueError("empty")
-            except (ValueError, IndexError):
+            if len(row) < width:
                 chunk.errors[-1] = chunk.errors[-1] or ERR_BAD_ROW
                 continue
             chunk.code.append(len(chunk.cells) - 1)
-            chunk.values.append(sample)
+            chunk.t.append(row[i_t])
+            chunk.current.append(row[i_i])
+            chunk.voltage.append(row[i_v])
     except csv.Error as exc:
         raise InputError(f"line {reader.line_num}: not a CSV row: {exc}", source=label) from None
     except UnicodeDecodeError:
