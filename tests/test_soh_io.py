@@ -1153,3 +1153,47 @@ def test_a_column_parses_as_its_fields_do_one_by_one(texts: list[str]) -> None:
             continue
         assert wrong is None or not wrong[k]
         assert values[k] == expected or (np.isnan(values[k]) and np.isnan(expected))
+
+
+@st.composite
+def trace_tables(draw: st.DrawFn) -> list[list[str]]:
+    """Rows of a trace file with a run column: a few cells and runs, hostile numbers."""
+    row = st.tuples(
+        st.sampled_from(["A", "B", " A ", ""]),
+        CELL_TEXT,
+        CELL_TEXT,
+        CELL_TEXT,
+        st.sampled_from(["r1", "r2", ""]),
+    ).map(list)
+    return draw(st.lists(row, max_size=12))
+
+
+@settings(max_examples=150)
+@given(rows=trace_tables())
+def test_any_small_trace_file_gives_a_row_per_block_or_names_the_line(
+    model: SohModel, rows: list[list[str]]
+) -> None:
+    """Whatever the fields hold, each (cell, run) block comes out once, in order; a cell or a
+    run that comes back is an InputError naming the file; nothing else is raised."""
+    keys: list[tuple[str, str]] = []
+    returns = False
+    for cell, *_, run in rows:
+        key = (cell.strip(), run.strip())
+        if keys and key == keys[-1]:
+            continue
+        if key in keys or (keys and key[0] != keys[-1][0] and key[0] in {k[0] for k in keys}):
+            returns = True
+        keys.append(key)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = write_rows(Path(tmp) / "t.csv", [*TRACE_HEADER, "run"], rows)
+        out = Path(tmp) / "out.csv"
+        if returns:
+            with pytest.raises(InputError) as info:
+                estimate_csv(model, src, out, design=DESIGN)
+            assert str(src) in str(info.value)
+            assert "not contiguous" in str(info.value)
+            return
+        estimate_csv(model, src, out, design=DESIGN)
+        got = read_out(out)
+        assert [(r["cell_id"], r["run"]) for r in got] == keys
+        assert all(r["error"] for r in got)  # no such trace holds a whole protocol
