@@ -161,10 +161,11 @@ def _estimate_block(
     n, q = len(U), len(k.cols)
     G = k.G_fast if fast else k.G_any
     X = np.empty((n, G.shape[0]), dtype=np.float32)
-    # voltage steps, taken in float64 and then rounded (see _Compiled)
-    np.subtract(U[:, 0], k.u_ref, out=X[:, 0], casting="same_kind")
-    np.subtract(U[:, 1:], U[:, :-1], out=X[:, 1:q], casting="same_kind")
+    # (hostile voltages, e.g. 1e308, overflow float32: such rows fail the window check below)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        # voltage steps, taken in float64 and then rounded (see _Compiled)
+        np.subtract(U[:, 0], k.u_ref, out=X[:, 0], casting="same_kind")
+        np.subtract(U[:, 1:], U[:, :-1], out=X[:, 1:q], casting="same_kind")
         inside = (width_ms >= k.lo_w) & (width_ms <= k.hi_w)
         if not fast:  # the fast path's rows have the design's own rating
             inside &= (rated_ah >= k.lo_ah) & (rated_ah <= k.hi_ah)
