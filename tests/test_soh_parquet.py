@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_soh_io import num
 from test_soh_io import write_rows as write_csv
 from typer.testing import CliRunner
@@ -240,3 +243,44 @@ def test_the_row_count_for_the_progress_bar_comes_from_the_footer(tmp_path: Path
     assert parquet_rows(path) == 23
     _truncated(path)
     assert parquet_rows(path) is None
+
+
+_TEXT = st.one_of(st.none(), st.text(max_size=5), st.sampled_from(["3.3", "", "nan", "a,b", '"']))
+_FLOAT = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.floats(3.0, 4.0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(0, 9),
+    data=st.data(),
+    group=st.integers(1, 4),
+)
+def test_any_small_parquet_table_reads_as_its_csv_export(
+    model: SohModel, rows: int, data: st.DataObject, group: int
+) -> None:
+    """Typed columns with nulls, NaN, infinities and hostile text, in row groups of any size:
+    the Parquet file gives exactly what Arrow's CSV export of the same table gives."""
+
+    def column(values: st.SearchStrategy[object]) -> list[object]:
+        return data.draw(st.lists(values, min_size=rows, max_size=rows))
+
+    columns: dict[str, pa.Array] = {
+        "design": pa.array(column(st.sampled_from([DESIGN, "", None])), pa.string()),
+        "cell_id": pa.array(column(_TEXT), pa.string()),
+        "rated_ah": pa.array(column(_FLOAT), pa.float64()),
+        "pulse_width_ms": pa.array([1000.0] * rows, pa.float64()),
+    }
+    for name in ("U1", "U2", "U5"):
+        texts = data.draw(st.booleans())
+        columns[name] = pa.array(
+            column(_TEXT if texts else _FLOAT), pa.string() if texts else pa.float64()
+        )
+    table = pa.table(columns)
+    with tempfile.TemporaryDirectory() as tmp:
+        parquet, export = Path(tmp) / "t.parquet", Path(tmp) / "t.csv"
+        pq.write_table(table, parquet, row_group_size=group)
+        pacsv.write_csv(table, export)
+        a = estimate_csv(model, export, Path(tmp) / "a.csv")
+        b = estimate_csv(model, parquet, Path(tmp) / "b.csv")
+        assert a.to_dict() == b.to_dict()
+        assert (Path(tmp) / "a.csv").read_bytes() == (Path(tmp) / "b.csv").read_bytes()
