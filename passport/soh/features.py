@@ -174,4 +174,6 @@ def ohmic_resistance(U: FloatArray, rated_ah: FloatArray) -> FloatArray:
     """Ohmic resistance (ohm): the instantaneous step of the 0.5 C charge pulse, (U2 - U1) /
     (0.5 * rated_ah). Compared with the birth record's resistance it gives resistance growth."""
     U = np.asarray(U, dtype=np.float64)
-    return (U[:, 1] - U[:, 0]) / (0.5 * np.asarray(rated_ah, dtype=np.float64))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # hostile input: inf
+        out: FloatArray = (U[:, 1] - U[:, 0]) / (0.5 * np.asarray(rated_ah, dtype=np.float64))
+    return out
