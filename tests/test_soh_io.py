@@ -879,6 +879,27 @@ def test_cells_are_never_split_across_trace_chunks(tmp_path: Path, chunk_samples
     np.testing.assert_array_equal(concat(parts, "line"), whole.line)
 
 
+def test_progress_on_a_trace_file_counts_lines_not_cells(
+    model: SohModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's bar totals the file's lines: a trace chunk reports the lines it read (up to
+    its last cell's first sample), not the cells it gave."""
+    _, code, t, current, voltage = trace_arrays(9, seed=32)
+    per_cell = len(code) // 9
+    lines = trace_lines(code, t, current, voltage, lambda c: DESIGN)
+    path = write_rows(tmp_path / "t.csv", [*TRACE_HEADER, "design"], lines)
+    monkeypatch.setattr(
+        soh_tables, "read_trace_csv", partial(read_trace_csv, chunk_samples=2 * per_cell)
+    )
+    progress: list[int] = []
+    estimate_csv(model, path, tmp_path / "out.csv", on_progress=progress.append)
+    # chunks of two cells; each reports the lines up to its last cell's first sample
+    assert progress == [1 + per_cell] + [2 * per_cell] * 3 + [per_cell]
+    assert (
+        sum(progress) == 1 + 8 * per_cell
+    )  # the last cell's first sample is line 2 + 8 * per_cell
+
+
 def test_a_cell_that_reappears_is_refused_naming_the_line(tmp_path: Path) -> None:
     """Samples of a cell must be contiguous: A, B, A is an InputError at A's return."""
     _, code, t, current, voltage = trace_arrays(3, seed=23)

@@ -73,7 +73,9 @@ def estimate_csv(
     `design` fills an empty or absent design column of a trace file. `per_cell` adds the SoH
     of each run of consecutive rows with the same cell id (the widths of one test) from its
     rows that gave an estimate (`combine_runs`): cell_soh, cell_soh_sigma, cell_rows; a run
-    is held back until the next chunk shows where it ends (at most PER_CELL_MAX_ROWS rows)."""
+    is held back until the next chunk shows where it ends (at most PER_CELL_MAX_ROWS rows).
+    `on_progress(n)` after each chunk: n more input lines read (the unit of a line count of the
+    file, for traces too; a trace chunk's last block is counted with the next chunk)."""
     header = {h.strip() for h in sniff_header(source)}
     claims = [c for c in CLAIM_COLUMNS if c in header]
     traces = is_trace_header(list(header))
@@ -84,6 +86,7 @@ def estimate_csv(
     writer = EstimateWriter(out, extra=extra)
     held: dict[str, npt.NDArray[np.generic]] | None = None
     summary = EstimateSummary(kind="traces" if traces else "features")
+    read_to = 1  # the header
     try:
         chunks: Iterator[PulseChunk] = (
             _trace_rows(source, design) if traces else read_pulse_csv(source)
@@ -109,8 +112,10 @@ def estimate_csv(
                 held = {k: v[last:] for k, v in columns.items()}
                 columns = _with_cell_columns({k: v[:last] for k, v in columns.items()}, model)
             writer.write(columns)
-            if on_progress is not None:
-                on_progress(len(chunk))
+            if on_progress is not None and len(chunk):
+                last_line = int(chunk.line[-1])
+                on_progress(last_line - read_to)
+                read_to = last_line
         if held is not None and len(held["cell_id"]):
             writer.write(_with_cell_columns(held, model))
     except BaseException:
