@@ -107,8 +107,10 @@ def estimate(
     (empty when fine; otherwise no-model, missing-features, out-of-range, bad-row, ...). Input
     columns claimed_soh, claimed_soh_sigma, fec_since, days_since and initial_resistance_uohm
     add the passport check: resistance_growth, claim_z, claim_flagged, posterior_soh,
-    posterior_sigma. With --per-cell, consecutive rows of one cell_id (a test at several pulse
-    widths) also get one combined SoH, as 'passport intake' measures a cell: inverse-variance
+    posterior_sigma. A trace file gives one row per cell, or per cell and run when it has a
+    run column (a cell's protocol runs as separate blocks), with width_ms and rated_ah. With
+    --per-cell, consecutive rows of one cell_id (a test at several pulse widths, or a cell's
+    runs) also get one combined SoH, as 'passport intake' measures a cell: inverse-variance
     mean of the rows that gave an estimate, its sigma narrowed only as far as the design's
     row correlation (stored in the model) allows. Streams in chunks: any input size, bounded
     memory.
