@@ -167,10 +167,7 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
             data.design[test], data.U[test], data.rated_ah[test], data.width_ms[test]
         )
         est[test], sig[test] = s, sd
-        rho[test] = [
-            model.models[d].row_correlation if d in model.models else 1.0
-            for d in data.design[test].tolist()
-        ]
+        rho[test] = [model.row_correlation(d) for d in data.design[test].tolist()]
         for code in err[err != ""]:
             errors[code] = errors.get(code, 0) + 1
         for d in designs:

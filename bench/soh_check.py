@@ -40,7 +40,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from passport.soh import check_claims, combine_runs, physical_cell  # noqa: E402
-from passport.soh.io import read_all  # noqa: E402
+from passport.soh.io import read_all, row_tests  # noqa: E402
 from passport.soh.model import SohModel, group_kfold  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/soh/pulse_features_dev.csv"
@@ -55,11 +55,10 @@ CLAIM_SIGMAS = {"bms": 0.02, "tester": 0.01}
 
 def test_keys(table) -> np.ndarray:  # type: ignore[no-untyped-def]
     """One label per test (one cell at one state of charge): `soc_pct` only groups rows."""
-    if table.soc_pct is None:
+    keys = row_tests(table)
+    if keys is None:
         raise SystemExit("the data has no soc_pct column: its rows cannot be grouped into tests")
-    return np.array(
-        [f"{d}/{c}@{s}" for d, c, s in zip(table.design, table.cell_id, table.soc_pct, strict=True)]
-    )
+    return keys
 
 
 def out_of_fold(table, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -86,7 +85,7 @@ def out_of_fold(table, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray, n
         if (err != "").any():
             raise SystemExit(f"fold {f}: {int((err != '').sum())} rows not estimated")
         soh[test], sigma[test] = s, sd
-        rho[test] = [model.models[d].row_correlation for d in design[test].tolist()]
+        rho[test] = [model.row_correlation(d) for d in design[test].tolist()]
     return soh, sigma, rho
 
 

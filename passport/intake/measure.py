@@ -141,9 +141,9 @@ def measure(
     for cell, m in best.items():
         rows = usable.get(cell, [])
         if rows:
-            own = model.models.get(m.design)
-            rho = own.row_correlation if own is not None else 1.0
-            soh, sigma = combine([r[0] for r in rows], [r[1] for r in rows], rho)
+            soh, sigma = combine(
+                [r[0] for r in rows], [r[1] for r in rows], model.row_correlation(m.design)
+            )
             m = replace(m, soh=soh, soh_sigma=sigma)
         out[cell] = replace(m, rows=counts[cell], combined=len(rows))
     return out

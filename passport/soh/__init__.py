@@ -34,7 +34,7 @@ from passport.errors import InputError
 from passport.soh.check import Ageing, CheckResult, check_claims
 from passport.soh.combine import combine, combine_runs
 from passport.soh.features import U_COLUMNS, features, ohmic_resistance, physical_cell
-from passport.soh.io import ERR_BAD_ROW, read_all
+from passport.soh.io import ERR_BAD_ROW, read_all, row_tests
 from passport.soh.model import (
     ERR_MISSING,
     ERR_NO_MODEL,
@@ -163,19 +163,12 @@ def fit_csv(
         [f"{d}/{physical_cell(d, c)}" for d, c in zip(table.design, table.cell_id, strict=True)],
         dtype=object,
     )
-    tests = None
-    if table.soc_pct is not None:  # one test: one cell at one state of charge (a row alone
-        # without a soc_pct)
-        tests = np.array(
-            [f"{d}/{c}@{s}" if s else f"line {line}"
-             for d, c, s, line in zip(table.design, table.cell_id, table.soc_pct, table.line,
-                                      strict=True)],
-            dtype=object,
-        )[keep]  # fmt: skip
+    tests = row_tests(table)
     try:
         return SohModel.fit(
             table.design[keep], table.U[keep], table.rated_ah[keep], table.width_ms[keep],
-            table.soh[keep], groups[keep], tests=tests, on_progress=on_progress,
+            table.soh[keep], groups[keep], tests=None if tests is None else tests[keep],
+            on_progress=on_progress,
         )  # fmt: skip
     except InputError as exc:
         raise exc.at(label) from None

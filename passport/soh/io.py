@@ -203,9 +203,10 @@ def _parse(
     claims = {c: np.full(n, np.nan) for c in claim_index}
     soc = None if soc_index is None else np.full(n, "", dtype=object)
     i_design, i_rated, i_width, i_cell = (index[c] for c in REQUIRED)
-    at = np.array([r for r, row in enumerate(rows) if row], dtype=np.intp)
-    error[np.setdiff1d(np.arange(n), at)] = ERR_BAD_ROW
-    full = [rows[r] for r in at.tolist()]
+    filled = np.array([bool(row) for row in rows], dtype=bool)
+    error[~filled] = ERR_BAD_ROW
+    at = np.flatnonzero(filled)
+    full = [row for row in rows if row]
     cell[at] = [row[i_cell].strip()[:MAX_FIELD] for row in full]
     # interned: a chunk's rows share a few design objects (dict look-ups by identity)
     design[at] = [sys.intern(row[i_design].strip()[:MAX_FIELD]) for row in full]
@@ -254,6 +255,16 @@ def _numbers(texts: list[str]) -> tuple[FloatArray, BoolArray | None]:
     if finite.all():
         return values, None
     return np.where(finite, values, np.nan), ~finite
+
+
+def row_tests(chunk: PulseChunk) -> StrArray | None:
+    """One label per test (one cell at one state of charge: rows that share it are the pulse
+    widths of one test) from the `soc_pct` text; a row without one is a test of its own. None
+    when the table has no soc_pct column."""
+    if chunk.soc_pct is None:
+        return None
+    rows = zip(chunk.design, chunk.cell_id, chunk.soc_pct, chunk.line, strict=True)
+    return np.array([f"{d}/{c}@{s}" if s else f"line {n}" for d, c, s, n in rows], dtype=object)
 
 
 def read_all(source: str | os.PathLike[str], *, name: str | None = None) -> PulseChunk:

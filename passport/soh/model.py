@@ -146,6 +146,12 @@ class SohModel:
     def designs(self) -> list[str]:
         return list(self.models)
 
+    def row_correlation(self, design: str) -> float:
+        """The design's row correlation (how far `combine` narrows a cell's sigma); 1, no
+        narrowing, for a design without a model."""
+        own = self.models.get(design)
+        return own.row_correlation if own is not None else 1.0
+
     # -- training ---------------------------------------------------------------------------
 
     @classmethod

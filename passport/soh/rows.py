@@ -39,9 +39,7 @@ def estimate(
     soh, sigma, error = model.predict(
         names, np.asarray(U), np.asarray(rated_ah), np.asarray(width_ms)
     )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        resistance = ohmic_resistance(U, rated_ah)
-    return Estimate(soh, sigma, resistance, error)
+    return Estimate(soh, sigma, ohmic_resistance(U, rated_ah), error)
 
 
 def resistance_growth(resistance_ohm: FloatArray, initial_uohm: FloatArray) -> FloatArray:

@@ -132,8 +132,7 @@ PER_CELL_MAX_ROWS = 10_000
 def _with_cell_columns(
     columns: dict[str, npt.NDArray[np.generic]], model: SohModel
 ) -> dict[str, npt.NDArray[np.generic]]:
-    rho = {name: m.row_correlation for name, m in model.models.items()}
-    row_rho = np.array([rho.get(d, 1.0) for d in columns["design"].tolist()], dtype=np.float64)
+    row_rho = np.array([model.row_correlation(d) for d in columns["design"].tolist()])
     soh, sigma, rows = combine_runs(
         columns["cell_id"], columns["soh"], columns["soh_sigma"], row_rho
     )

@@ -98,10 +98,8 @@ class _TraceBuilder:
         columns = []
         wrong = np.zeros(len(code), dtype=bool)
         for texts in (self.t, self.current, self.voltage):
-            values, bad = _numbers(texts)
-            wrong |= np.isnan(values)  # an empty field spoils a sample too
-            if bad is not None:
-                wrong |= bad
+            values, _ = _numbers(texts)
+            wrong |= np.isnan(values)  # NaN: empty, not a number, or not finite
             columns.append(values)
         if wrong.any():  # a sample that does not parse spoils its block, and is left out
             for c in np.unique(code[wrong]).tolist():
