@@ -1,0 +1,109 @@
+"""`bench/soh_accuracy.py --holdout`: the maintainers' check on held-back cells. Its figures must
+be those of the product path (`passport soh fit` on the training file, `passport soh estimate`
+on the held-back one), and a cell found in both files must be reported."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import shared_path
+from typer.testing import CliRunner
+
+from cli.app import app
+from passport.soh import physical_cell
+from passport.soh.model import Z90
+
+ROOT = Path(__file__).resolve().parent.parent
+DESIGNS = ("LMO-10Ah", "NMC-21Ah")  # one width each: small and quick to fit
+
+
+def _split(tmp: Path, *, leak: int = 0) -> tuple[Path, Path]:
+    """Two designs of the dev file, a third of each design's physical cells held back; with
+    `leak`, that many held-back cells are also left in the training file."""
+    with open(shared_path("data", "soh", "pulse_features_dev.csv"), newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["design"] in DESIGNS]
+    header = list(rows[0])
+    held: set[tuple[str, str]] = set()
+    leaked: set[tuple[str, str]] = set()
+    rng = np.random.default_rng(0)
+    for d in DESIGNS:
+        cells = sorted({physical_cell(d, r["cell_id"]) for r in rows if r["design"] == d})
+        pick = rng.permutation(cells)[: len(cells) // 3].tolist()
+        held |= {(d, c) for c in pick}
+        if d == DESIGNS[0]:
+            leaked |= {(d, c) for c in pick[:leak]}
+    paths = tmp / "train.csv", tmp / "held.csv"
+    for path, want_held in zip(paths, (False, True), strict=True):
+        with open(path, "w", newline="") as fh:
+            out = csv.DictWriter(fh, header)
+            out.writeheader()
+            for r in rows:
+                key = (r["design"], physical_cell(r["design"], r["cell_id"]))
+                if (key in held) == want_held or (not want_held and key in leaked):
+                    out.writerow(r)
+    return paths
+
+
+def _bench(train: Path, held: Path) -> dict:  # type: ignore[type-arg]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "soh_accuracy.py"), "--data", str(train),
+         "--holdout", str(held)],
+        capture_output=True, text=True, env=env, check=True, timeout=600,
+    )  # fmt: skip
+    result: dict = json.loads(done.stdout)  # type: ignore[type-arg]
+    return result
+
+
+def test_holdout_figures_are_those_of_the_cli_on_the_held_back_file(tmp_path: Path) -> None:
+    train, held = _split(tmp_path)
+    got = _bench(train, held)
+    runner = CliRunner()
+    model, out = tmp_path / "model.json", tmp_path / "estimates.csv"
+    assert runner.invoke(app, ["soh", "fit", str(train), "--out", str(model)]).exit_code == 0
+    done = runner.invoke(
+        app, ["soh", "estimate", "--model", str(model), str(held), "--out", str(out)]
+    )
+    assert done.exit_code == 0, done.output
+    with open(held, newline="") as fh:
+        truth = [(r["design"], float(r["soh"])) for r in csv.DictReader(fh)]
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(truth) == got["rows"]
+    assert got["cells_also_in_training"] == 0
+    assert got["error_rows"] == {}
+    assert got["designs_without_estimates"] == []
+    for d in DESIGNS:
+        mine = [
+            (float(r["soh"]), float(r["soh_sigma"]), t)
+            for r, (dd, t) in zip(rows, truth, strict=True)
+            if dd == d
+        ]
+        est, sigma, true = (np.array(x) for x in zip(*mine, strict=True))
+        err = np.abs(est - true) * 100
+        figures = got["per_design"][d]["model"]
+        # the CLI writes 6 decimals; the bench scores the float32 fast path's own numbers
+        assert figures["mae"] == pytest.approx(err.mean(), abs=2e-3)
+        assert figures["p95"] == pytest.approx(np.quantile(err, 0.95), abs=2e-3)
+        assert figures["coverage_90"] == pytest.approx(np.mean(err <= Z90 * sigma * 100), abs=2e-3)
+        assert got["per_design"][d]["cells"] == len({physical_cell(d, c) for c in _cells(held, d)})
+    mean = np.mean([got["per_design"][d]["model"]["mae"] for d in DESIGNS])
+    assert got["mean_over_designs"]["model"]["mae"] == pytest.approx(mean, abs=1e-3)
+
+
+def _cells(path: Path, design: str) -> list[str]:
+    with open(path, newline="") as fh:
+        return [r["cell_id"] for r in csv.DictReader(fh) if r["design"] == design]
+
+
+def test_holdout_counts_cells_that_are_also_in_the_training_file(tmp_path: Path) -> None:
+    train, held = _split(tmp_path, leak=2)
+    got = _bench(train, held)
+    assert got["cells_also_in_training"] == 2
