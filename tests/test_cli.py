@@ -1534,6 +1534,12 @@ def test_script_demo(tmp_path: Path) -> None:
     with open("d/intake/results.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 100
+    # the line pulses LFP cells at two widths: one SoH per cell from both rows
+    tested = json.loads(Path("d/intake/results.json").read_text())["cells"]
+    rows_of = {r["design"]: {c["test_rows"] for c in tested if c["design"] == r["design"]
+                             and c["soh"] is not None} for r in tested}  # fmt: skip
+    assert rows_of == {"ACME-LFP-35": {2}, "ACME-LFP-68": {2}, "ACME-NMC-21": {1},
+                       "ACME-NMC-2.1": {1}}  # fmt: skip
 
     # offline verification from the command line fails exactly the three tampered tags
     tampered = {n for k in ("tampered-soh", "tampered-cycles", "truncated")

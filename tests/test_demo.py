@@ -57,6 +57,8 @@ def test_synthetic_pulse_tests_carry_the_real_figures(design: object) -> None:
     rng = np.random.default_rng(3)
     soh = np.full(400, 0.85)
     rows = design_rows(design, soh, rng)  # type: ignore[arg-type]
+    widths = design.widths_ms  # type: ignore[attr-defined]
+    assert rows.width_ms == pytest.approx(np.tile(widths, 400))  # a row per width, cell by cell
     u1 = rows.U[:, 0]
     assert abs(float(np.median(u1)) - real.u1_v_p05_p50_p95[1]) < 0.15
     steps = rows.U[~np.isnan(rows.U)] / (real.resolution_mv / 1000)

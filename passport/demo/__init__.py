@@ -15,7 +15,8 @@
    under-report their fade (an overstated SoH, signed and chained correctly).
 5. The recycler's intake line: reference cells with measured capacity (`DIR/reference.csv`),
    the model fitted on them (`DIR/model`), every retired cell's pulse test (`DIR/tests.csv`;
-   a few cells missed the line, a few are resistance or self-discharge outliers).
+   LFP cells at two pulse widths, a row each; a few cells missed the line, a few are
+   resistance or self-discharge outliers).
 6. The full intake (`passport intake`) into `DIR/intake/`: results.csv, results.json,
    report.html and the images with the recycler's signed intake entry.
 
@@ -287,9 +288,10 @@ def _reference(out: Path, rng: np.random.Generator) -> None:
     tables: list[str] = []
     for d in DESIGNS:
         soh = reference_soh(d, rng)
-        rows = design_rows(d, soh, rng)
-        ids = [f"{d.model}-ref-{i:03d}" for i in range(len(soh))]
-        text = pulse_table_csv([d.model] * len(ids), ids, rows, soh=soh)
+        rows = design_rows(d, soh, rng)  # a row per pulse width, a cell's rows together
+        per = len(d.widths_ms)
+        ids = [f"{d.model}-ref-{i:03d}" for i in range(len(soh)) for _ in range(per)]
+        text = pulse_table_csv([d.model] * len(ids), ids, rows, soh=np.repeat(soh, per))
         tables.append(text if not tables else text.split("\n", 1)[1])
     write_atomic(out / "reference.csv", "".join(tables).encode())
 
@@ -301,35 +303,45 @@ def _tests(
     nprng: np.random.Generator,
     rng: random.Random,
 ) -> dict[str, float]:
-    """DIR/tests.csv: one pulse test per cell that reached the line, in line order."""
+    """DIR/tests.csv: one pulse test per cell that reached the line, in line order; a test of
+    several pulse widths gives the cell one row per width, together."""
     missed = set(roles["no-test"])
     outliers = set(roles["resistance-outlier"])
     leaky = set(roles["self-discharge-outlier"])
     abused = roles["abused"]
     covered = set(abused[: len(abused) // 2])  # the extended test for half of them
-    U, rated, width, design, names = [], [], [], [], []
+    U: list[np.ndarray] = []
+    rated: list[float] = []
+    width: list[float] = []
+    design: list[str] = []
+    names: list[str] = []
     extra: dict[str, list[object]] = {"tests_covered": [], "self_discharge_mv_day": []}
     truth: dict[str, float] = {}
+    first: list[int] = []  # each cell's first row
     for d in DESIGNS:
         group = [c for c in fleet if c.design is d and c.index not in missed]
         soh = np.array([c.final_soh for c in group])
         # a failed tab weld: three times the ohmic resistance of its peers
         factor = np.array([3.0 if c.index in outliers else 1.0 for c in group])
         rows = design_rows(d, soh, nprng, r0_factor=factor)
+        per = len(d.widths_ms)
         for k, c in enumerate(group):
-            U.append(rows.U[k])
-            rated.append(rows.rated_ah[k])
-            width.append(rows.width_ms[k])
-            design.append(d.model)
-            names.append(c.stem)
+            first.append(len(names))
             truth[c.stem] = c.final_soh
-            extra["tests_covered"].append(
-                "deep-discharge;over-temperature" if c.index in covered else ""
-            )
+            covers = "deep-discharge;over-temperature" if c.index in covered else ""
             leak = rng.uniform(7.0, 9.0) if c.index in leaky else rng.lognormvariate(-0.9, 0.25)
-            extra["self_discharge_mv_day"].append(f"{leak:.2f}")
-    order = list(range(len(names)))
-    rng.shuffle(order)  # the line tests cells in the order they arrive
+            for j in range(k * per, (k + 1) * per):
+                U.append(rows.U[j])
+                rated.append(rows.rated_ah[j])
+                width.append(rows.width_ms[j])
+                design.append(d.model)
+                names.append(c.stem)
+                extra["tests_covered"].append(covers)
+                extra["self_discharge_mv_day"].append(f"{leak:.2f}")
+    cells = list(range(len(first)))
+    rng.shuffle(cells)  # the line tests cells in the order they arrive
+    ends = [*first[1:], len(names)]
+    order = [i for c in cells for i in range(first[c], ends[c])]
     table = Rows(np.array([U[i] for i in order]), np.array([rated[i] for i in order]),
                  np.array([width[i] for i in order]))  # fmt: skip
     text = pulse_table_csv(

@@ -46,6 +46,9 @@ class DemoDesign:
     max_v: str
     cycle_life: int
     cycles_per_year: tuple[float, float]  # full equivalent cycles a year, range
+    # pulse widths the intake line runs on every cell, one test row each (the real LFP designs
+    # were measured at 30, 100, 1000 and 5000 ms, the others at 5000 ms only)
+    widths_ms: tuple[float, ...] = (1000.0,)
 
     @property
     def real(self) -> RealFigures:
@@ -53,8 +56,10 @@ class DemoDesign:
 
 
 DESIGNS: tuple[DemoDesign, ...] = (
-    DemoDesign("ACME-LFP-35", "LFP-35Ah", "3.2", "2.5", "3.65", 6000, (250.0, 450.0)),
-    DemoDesign("ACME-LFP-68", "LFP-68Ah", "3.2", "2.5", "3.65", 6000, (250.0, 450.0)),
+    DemoDesign("ACME-LFP-35", "LFP-35Ah", "3.2", "2.5", "3.65", 6000, (250.0, 450.0),
+               (100.0, 1000.0)),
+    DemoDesign("ACME-LFP-68", "LFP-68Ah", "3.2", "2.5", "3.65", 6000, (250.0, 450.0),
+               (100.0, 1000.0)),
     DemoDesign("ACME-NMC-21", "NMC-21Ah", "3.65", "2.7", "4.2", 2000, (150.0, 300.0)),
     DemoDesign("ACME-NMC-2.1", "NMC-2.1Ah", "3.6", "2.5", "4.2", 800, (80.0, 200.0)),
-)
+)  # fmt: skip

@@ -21,7 +21,8 @@ def design_rows(
     *,
     r0_factor: np.ndarray | None = None,
 ) -> Rows:
-    """Pulse-test rows of cells of `design` at these true SoH values."""
+    """Pulse-test rows of cells of `design` at these true SoH values: one row per pulse width
+    of the design's test (`widths_ms`), a cell's rows together, at the same state of charge."""
     real = design.real
     ecm = aged_cells(
         soh, real.rated_ah, rng, r0_new=real.r0_new_mohm / 1000,
@@ -30,7 +31,13 @@ def design_rows(
     if r0_factor is not None:
         ecm = Ecm(ecm.capacity_ah, ecm.r0 * r0_factor, ecm.r1, ecm.tau1, ecm.r2, ecm.tau2,
                   ecm.soc0)  # fmt: skip
-    rows = pulse_rows(ecm, real.rated_ah)
+    runs = [pulse_rows(ecm, real.rated_ah, w / 1000.0) for w in design.widths_ms]
+    per = len(runs)
+    rows = Rows(
+        np.stack([r.U for r in runs], axis=1).reshape(len(soh) * per, -1),
+        np.stack([r.rated_ah for r in runs], axis=1).ravel(),
+        np.stack([r.width_ms for r in runs], axis=1).ravel(),
+    )
     # Shift the model's OCV curve to the design's real rest-voltage level, add the tester's
     # noise and round to its resolution.
     offset = real.u1_v_p05_p50_p95[1] - float(Ecm.ocv(np.array([0.5]))[0])
