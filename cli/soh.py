@@ -7,10 +7,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from cli._common import emit_json, err, handle_errors, progress_bar, progress_steps
 from passport.errors import InputError
-from passport.soh import Ageing, estimate_csv, fit_csv, load_model, model_summary, save_model
+from passport.soh import (
+    Ageing,
+    estimate_csv,
+    evaluate_csv,
+    fit_csv,
+    load_model,
+    model_summary,
+    save_model,
+)
 from passport.soh.check import DEFAULT_THRESHOLD
 from passport.soh.io import is_parquet, parquet_rows
 
@@ -140,6 +149,69 @@ def estimate(
         + (f" -> {out}" if out is not None else ""),
         markup=False,
     )
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate(
+    table_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="TABLE.csv",
+            help="Your reference cells: a feature table (CSV or Parquet) with measured 'soh'.",
+        ),
+    ],
+    model_path: Annotated[
+        Path,
+        typer.Option("--model", "-m", help="Model file from 'passport soh fit'."),
+    ],
+    json_out: Json = False,
+) -> None:
+    """Check a model on your own reference cells before the line relies on it.
+
+    Estimates every row of TABLE and compares it with the measured 'soh' (a fraction), per
+    design, in SoH points: MAE, P95 of the absolute error, bias (mean of estimate - measured)
+    and the share of measured values within +/- 1.645 sigma ('cov90': about 0.9 when the
+    model's sigma holds for your cells; the passport check relies on it). Beside them, what
+    the model's training cross-validated ('CV'; '-' for a design without a model). Rows the
+    model cannot estimate are counted by error code, rows without a usable 'soh' as no-soh or
+    soh-out-of-range (a fraction is expected: 0.85, not 85). Cells the model was trained on
+    score better than new cells will. Streams: any table size, bounded memory.
+    """
+    model = load_model(model_path)
+    total = _count_lines(table_path)
+    with progress_bar("evaluating", total) as advance:
+        result = evaluate_csv(model, table_path, on_progress=advance)
+    if json_out:
+        emit_json({"model": str(model_path), **result.to_dict()})
+    table = Table(title=f"{table_path}: {result.rows} rows", title_justify="left")
+    table.add_column("design", no_wrap=True)
+    for column in ("cells", "rows", "MAE", "P95", "bias", "cov90", "CV MAE", "CV cov90"):
+        table.add_column(column, justify="right")
+    for name, d in result.designs.items():
+        cv = d.get("model_cv") or {}
+        fig = ([f"{d[k]:.2f}" for k in ("mae", "p95", "bias")] + [f"{d['coverage_90']:.3f}"]
+               if d["estimated"] else ["-"] * 4)  # fmt: skip
+        own = [_figure(cv.get("mae"), ".2f"), _figure(cv.get("coverage_90"), ".3f")]
+        table.add_row(name, str(d["cells"]), str(d["estimated"]), *fig, *own)
+    err.print(table)
+    for name, d in result.designs.items():
+        if d["errors"]:
+            why = ", ".join(f"{k} {v}" for k, v in d["errors"].items())
+            err.print(f"{name}: not scored: {why}", markup=False)
+    if any(d["estimated"] for d in result.designs.values()):
+        m = result.mean
+        err.print(
+            f"mean over designs: MAE {m['mae']:.2f}, P95 {m['p95']:.2f} points, "
+            f"90 % coverage {m['coverage_90']:.3f}",
+            markup=False,
+        )
+    else:
+        err.print("no row could be scored", markup=False)
+
+
+def _figure(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def _count_lines(path: Path) -> int:

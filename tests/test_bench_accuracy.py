@@ -94,6 +94,14 @@ def test_holdout_figures_are_those_of_the_cli_on_the_held_back_file(tmp_path: Pa
         assert figures["p95"] == pytest.approx(np.quantile(err, 0.95), abs=2e-3)
         assert figures["coverage_90"] == pytest.approx(np.mean(err <= Z90 * sigma * 100), abs=2e-3)
         assert got["per_design"][d]["cells"] == len({physical_cell(d, c) for c in _cells(held, d)})
+    # `passport soh evaluate` (the recycler's own check) gives the same figures
+    done = runner.invoke(app, ["soh", "evaluate", "--model", str(model), str(held), "--json"])
+    assert done.exit_code == 0, done.output
+    evaluated = json.loads(done.stdout)["designs"]
+    for d in DESIGNS:
+        for key in ("mae", "p95", "coverage_90", "mean_sigma"):
+            assert evaluated[d][key] == pytest.approx(got["per_design"][d]["model"][key], abs=6e-3)
+        assert evaluated[d]["cells"] == got["per_design"][d]["cells"]
     mean = np.mean([got["per_design"][d]["model"]["mae"] for d in DESIGNS])
     assert got["mean_over_designs"]["model"]["mae"] == pytest.approx(mean, abs=1e-3)
 

@@ -33,6 +33,7 @@ from passport._fileio import read_bytes, write_atomic
 from passport.errors import InputError
 from passport.soh.check import Ageing, CheckResult, check_claims
 from passport.soh.combine import combine, combine_runs
+from passport.soh.evaluate import Evaluation, evaluate_csv
 from passport.soh.features import U_COLUMNS, features, ohmic_resistance, physical_cell
 from passport.soh.io import ERR_BAD_ROW, read_all, row_tests
 from passport.soh.model import (
@@ -66,6 +67,7 @@ __all__ = [
     "CheckResult",
     "Estimate",
     "EstimateSummary",
+    "Evaluation",
     "Extracted",
     "SohModel",
     "check_claims",
@@ -74,6 +76,7 @@ __all__ = [
     "estimate",
     "estimate_csv",
     "estimate_traces",
+    "evaluate_csv",
     "extract",
     "features",
     "fit_csv",

@@ -1,0 +1,190 @@
+"""`passport soh evaluate` / `passport.soh.evaluate_csv`: a model scored on the user's own
+reference cells. Figures must be those of the estimates the CLI writes, rows that cannot be
+scored are counted by reason, bad input exits 2 naming the file."""
+
+from __future__ import annotations
+
+import csv
+import json
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_soh_cli import DESIGN, HEADER, assert_one_line_error, read_csv, run, write_cells
+from test_soh_parquet import to_parquet
+
+import passport.soh.evaluate as soh_evaluate
+from passport.soh import evaluate_csv, load_model
+from passport.soh.evaluate import _BIN, _Design
+from passport.soh.io import read_pulse_csv
+from passport.soh.model import Z90
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative paths land in the test's own directory."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    train = write_cells(tmp_path_factory.mktemp("train") / "train.csv", 100, seed=41)
+    out = train.parent / "model.json"
+    assert run("soh", "fit", train, "--out", out).exit_code == 0
+    return out
+
+
+def _figures(estimates: Path, table: Path) -> dict[str, float]:
+    """What evaluate should report, from the CLI's own estimates of the same rows."""
+    truth = np.array([float(r["soh"]) for r in read_csv(table)])
+    rows = read_csv(estimates)
+    soh = np.array([float(r["soh"]) for r in rows])
+    sigma = np.array([float(r["soh_sigma"]) for r in rows])
+    err = (soh - truth) * 100
+    return {
+        "mae": float(np.abs(err).mean()),
+        "p95": float(np.quantile(np.abs(err), 0.95)),
+        "bias": float(err.mean()),
+        "coverage_90": float(np.mean(np.abs(err) <= Z90 * sigma * 100)),
+        "mean_sigma": float(sigma.mean() * 100),
+    }
+
+
+def test_figures_are_those_of_the_estimates_the_cli_writes(model_file: Path) -> None:
+    table = write_cells(Path("new.csv"), 150, seed=42, prefix="n")
+    assert run("soh", "estimate", "--model", model_file, table, "--out", "est.csv").exit_code == 0
+    want = _figures(Path("est.csv"), table)
+    result = run("soh", "evaluate", "--model", model_file, table, "--json")
+    assert result.exit_code == 0, result.stderr
+    got = json.loads(result.stdout)
+    assert got["rows"] == 150
+    mine = got["designs"][DESIGN]
+    assert mine["estimated"] == mine["rows"] == mine["cells"] == 150
+    for key, value in want.items():  # the CSV holds 6 decimals; P95 sits in 0.01-point bins
+        assert mine[key] == pytest.approx(value, abs=6e-3), key
+    assert got["mean_over_designs"]["mae"] == pytest.approx(mine["mae"], abs=1e-3)
+    own = load_model(model_file).models[DESIGN].summary
+    assert mine["model_cv"]["mae"] == pytest.approx(own.cv_mae * 100, abs=1e-3)
+    assert mine["model_cv"]["cells"] == own.n_cells == 100
+    assert DESIGN in result.stderr  # the table
+    assert "mean over designs: MAE" in result.stderr
+
+
+def _table_with_trouble(path: Path) -> tuple[Path, dict[str, int]]:
+    """Eight good rows, then one row of each kind that cannot be scored."""
+    write_cells(path, 8, seed=43)
+    rows = read_csv(path)
+    good = rows[0]
+
+    def variant(**change: str) -> dict[str, str]:
+        return {**good, **change}
+
+    rows += [
+        variant(cell_id="x-no-soh", soh=""),
+        variant(cell_id="x-percent", soh="85"),
+        variant(cell_id="x-zero", soh="0"),
+        variant(cell_id="x-bad", U7="volts"),
+        variant(cell_id="x-range", U1="9.5"),
+        variant(cell_id="x-design", design="OTHER-1Ah"),
+    ]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, HEADER, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    expected = {"bad-row": 1, "no-soh": 1, "out-of-range": 1, "soh-out-of-range": 2}
+    return path, expected
+
+
+def test_rows_that_cannot_be_scored_are_counted_by_reason(model_file: Path) -> None:
+    table, expected = _table_with_trouble(Path("trouble.csv"))
+    got = evaluate_csv(load_model(model_file), table)
+    assert got.rows == 14
+    mine = got.designs[DESIGN]
+    assert mine["rows"] == 13
+    assert mine["estimated"] == 8
+    assert mine["errors"] == expected
+    other = got.designs["OTHER-1Ah"]
+    assert other["errors"] == {"no-model": 1}
+    assert other["estimated"] == 0
+    assert "mae" not in other
+    assert "model_cv" not in other
+    assert got.mean["mae"] == mine["mae"]  # designs without estimates are left out
+    result = run("soh", "evaluate", "--model", model_file, table)
+    assert result.exit_code == 0
+    assert "OTHER-1Ah: not scored: no-model 1" in result.stderr
+    assert f"{DESIGN}: not scored: bad-row 1, no-soh 1, out-of-range 1, soh-out-of-range 2" in (
+        result.stderr
+    )
+
+
+def test_chunks_give_the_same_figures(model_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table, _ = _table_with_trouble(Path("trouble.csv"))
+    model = load_model(model_file)
+    whole = evaluate_csv(model, table).to_dict()
+    monkeypatch.setattr(soh_evaluate, "read_pulse_csv", partial(read_pulse_csv, chunk_rows=3))
+    seen: list[int] = []
+    assert evaluate_csv(model, table, on_progress=seen.append).to_dict() == whole
+    assert seen == [3, 3, 3, 3, 2]  # lines read, chunk by chunk
+
+
+def test_parquet_gives_what_its_csv_gives(model_file: Path) -> None:
+    table, _ = _table_with_trouble(Path("trouble.csv"))
+    model = load_model(model_file)
+    from_csv = evaluate_csv(model, table).to_dict()
+    from_parquet = evaluate_csv(model, to_parquet(table)).to_dict()
+    assert {k: v for k, v in from_parquet.items() if k != "input"} == {
+        k: v for k, v in from_csv.items() if k != "input"
+    }
+
+
+def _no_soh_column(path: Path) -> str:
+    write_cells(path, 3, seed=44)
+    rows = read_csv(path)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, [h for h in HEADER if h != "soh"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: v for k, v in r.items() if k != "soh"} for r in rows)
+    return "no 'soh' column"
+
+
+def _trace_file(path: Path) -> str:
+    path.write_text("cell_id,t_s,current_a,voltage_v\na,0,0,3.3\n", encoding="utf-8")
+    return "trace file"
+
+
+def _missing(path: Path) -> str:
+    return "No such file"
+
+
+def _empty(path: Path) -> str:
+    path.write_bytes(b"")
+    return "empty file"
+
+
+def _other_columns(path: Path) -> str:
+    path.write_text("a,b\n1,2\n", encoding="utf-8")
+    return "missing columns: design"
+
+
+@pytest.mark.parametrize("make", [_no_soh_column, _trace_file, _missing, _empty, _other_columns])
+def test_unusable_tables_exit_2_naming_the_file(model_file: Path, make: object) -> None:
+    path = Path("table.csv")
+    reason = make(path)  # type: ignore[operator]
+    result = run("soh", "evaluate", "--model", model_file, path)
+    assert_one_line_error(result, "table.csv")
+    assert reason.lower() in result.stderr.lower()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 0.5, allow_nan=False), min_size=1, max_size=300),
+)
+def test_p95_from_the_histogram_is_within_half_a_bin_of_the_exact_one(errors: list[float]) -> None:
+    acc = _Design()
+    truth = np.zeros(len(errors))
+    acc.add(truth, np.array(errors), np.ones(len(errors)))
+    exact = float(np.quantile(np.array(errors), 0.95))
+    assert abs(acc.p95() - exact) <= _BIN / 2 + 1e-12
