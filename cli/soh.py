@@ -35,6 +35,9 @@ app = typer.Typer(
 )
 
 Json = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
+ModelPath = Annotated[
+    Path, typer.Option("--model", "-m", help="Model file from 'passport soh fit'.")
+]
 
 
 @app.command("fit")
@@ -84,10 +87,7 @@ def estimate(
             help="Pulse features or raw traces: CSV, or Parquet (needs pyarrow), told by content.",
         ),
     ],
-    model_path: Annotated[
-        Path,
-        typer.Option("--model", "-m", help="Model file from 'passport soh fit'."),
-    ],
+    model_path: ModelPath,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Output CSV (default: stdout)."),
@@ -161,10 +161,7 @@ def evaluate(
             help="Your reference cells: a feature table (CSV or Parquet) with measured 'soh'.",
         ),
     ],
-    model_path: Annotated[
-        Path,
-        typer.Option("--model", "-m", help="Model file from 'passport soh fit'."),
-    ],
+    model_path: ModelPath,
     json_out: Json = False,
 ) -> None:
     """Check a model on your own reference cells before the line relies on it.
