@@ -248,6 +248,26 @@ def test_estimate_without_out_writes_the_csv_to_stdout(model_file: Path, fresh: 
     assert listing(Path.cwd()) == ["input.csv", "out.csv"]
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty file"),
+        (b"a,b\n1,2\n", "missing columns"),
+        (b"cell_id,t_s,current_a,voltage_v\na,0,0,3.3\nb,0,0,3.3\na,1,0,3.3\n", "line 4"),
+    ],
+    ids=["empty", "no-columns", "trace-cell-returns"],
+)
+def test_a_refused_file_writes_nothing_to_stdout(
+    model_file: Path, content: bytes, reason: str
+) -> None:
+    """Refused at its header or first rows: no CSV header on stdout before the error."""
+    Path("bad.csv").write_bytes(content)
+    result = run("soh", "estimate", "--model", model_file, "bad.csv")
+    assert_one_line_error(result, "bad.csv")
+    assert reason in result.stderr
+    assert result.stdout == ""
+
+
 @pytest.mark.parametrize("spelling", ["input.csv", "./input.csv", "sub/../input.csv"])
 def test_estimate_refuses_to_overwrite_its_input(
     model_file: Path, fresh: Path, spelling: str

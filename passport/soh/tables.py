@@ -4,6 +4,7 @@ on the way."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -83,15 +84,16 @@ def estimate_csv(
     extra = (("run",) if runs else ()) + (("width_ms", "rated_ah") if traces else ())
     extra += CHECK_OUTPUT if claims else ()
     extra += PER_CELL_OUTPUT if per_cell else ()
+    chunks: Iterator[PulseChunk] = _trace_rows(source, design) if traces else read_pulse_csv(source)
+    # the first chunk is read before any output: a file refused at its header or first rows
+    # leaves nothing behind, on stdout either
+    first = next(chunks, None)
     writer = EstimateWriter(out, extra=extra)
     held: dict[str, npt.NDArray[np.generic]] | None = None
     summary = EstimateSummary(kind="traces" if traces else "features")
     read_to = 1  # the header
     try:
-        chunks: Iterator[PulseChunk] = (
-            _trace_rows(source, design) if traces else read_pulse_csv(source)
-        )
-        for chunk in chunks:
+        for chunk in itertools.chain(() if first is None else (first,), chunks):
             columns = _estimate_chunk(
                 model, chunk, ageing, threshold, bool(claims), summary, traces=traces
             )
