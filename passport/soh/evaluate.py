@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from passport.errors import InputError
-from passport.soh._base import Z90
+from passport.soh._base import Z90, FloatArray
 from passport.soh.features import physical_cell
 from passport.soh.io import read_pulse_csv
 from passport.soh.model import SohModel
@@ -50,8 +50,7 @@ class _Design:
         for code, n in zip(values.tolist(), counts.tolist(), strict=True):
             self.errors[code] = self.errors.get(code, 0) + n
 
-    def add(self, truth: npt.NDArray[np.float64], soh: npt.NDArray[np.float64],
-            sigma: npt.NDArray[np.float64]) -> None:  # fmt: skip
+    def add(self, truth: FloatArray, soh: FloatArray, sigma: FloatArray) -> None:
         err = soh - truth
         absolute = np.abs(err)
         self.estimated += len(err)
@@ -86,8 +85,12 @@ class Evaluation:
     mean: dict[str, float]  # over the designs that got estimates, as bench/soh_accuracy.py
 
     def to_dict(self) -> dict[str, Any]:
-        return {"input": self.source, "rows": self.rows, "designs": self.designs,
-                "mean_over_designs": self.mean}  # fmt: skip
+        return {
+            "input": self.source,
+            "rows": self.rows,
+            "designs": self.designs,
+            "mean_over_designs": self.mean,
+        }
 
 
 def evaluate_csv(
