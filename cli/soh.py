@@ -162,6 +162,14 @@ def evaluate(
         ),
     ],
     model_path: ModelPath,
+    per_cell: Annotated[
+        bool,
+        typer.Option(
+            "--per-cell",
+            help="Also score each run of consecutive rows of one cell_id (the pulse widths of "
+            "one test) as one SoH, combined as 'passport intake' measures a cell.",
+        ),
+    ] = False,
     json_out: Json = False,
 ) -> None:
     """Check a model on your own reference cells before the line relies on it.
@@ -172,13 +180,16 @@ def evaluate(
     model's sigma holds for your cells; the passport check relies on it). Beside them, what
     the model's training cross-validated ('CV'; '-' for a design without a model). Rows the
     model cannot estimate are counted by error code, rows without a usable 'soh' as no-soh or
-    soh-out-of-range (a fraction is expected: 0.85, not 85). Cells the model was trained on
-    score better than new cells will. Streams: any table size, bounded memory.
+    soh-out-of-range (a fraction is expected: 0.85, not 85). With --per-cell, each run of
+    consecutive rows of one cell_id also counts as one estimate, combined as the intake combines
+    a test's pulse widths, against the mean measured SoH of its rows (rows of different tests
+    of a cell need another cell between them). Cells the model was trained on score better
+    than new cells will. Streams: any table size, bounded memory.
     """
     model = load_model(model_path)
     total = _count_lines(table_path)
     with progress_bar("evaluating", total) as advance:
-        result = evaluate_csv(model, table_path, on_progress=advance)
+        result = evaluate_csv(model, table_path, per_cell=per_cell, on_progress=advance)
     if json_out:
         emit_json({"model": str(model_path), **result.to_dict()})
     table = Table(title=f"{table_path}: {result.rows} rows", title_justify="left")
@@ -196,15 +207,34 @@ def evaluate(
         if d["errors"]:
             why = ", ".join(f"{k} {v}" for k, v in d["errors"].items())
             err.print(f"{name}: not scored: {why}", markup=False)
-    if any(d["estimated"] for d in result.designs.values()):
-        m = result.mean
-        err.print(
-            f"mean over designs: MAE {m['mae']:.2f}, P95 {m['p95']:.2f} points, "
-            f"90 % coverage {m['coverage_90']:.3f}",
-            markup=False,
-        )
-    else:
+    if not any(d["estimated"] for d in result.designs.values()):
         err.print("no row could be scored", markup=False)
+        return
+    _print_mean("mean over designs", result.mean)
+    if result.mean_per_cell is not None:
+        cells = Table(
+            title="per cell: runs of consecutive rows of one cell_id", title_justify="left"
+        )
+        cells.add_column("design", no_wrap=True)
+        for column in ("runs", "rows/run", "MAE", "P95", "bias", "cov90"):
+            cells.add_column(column, justify="right")
+        for name, d in result.designs.items():
+            c = d["per_cell"]
+            if c["estimated"]:
+                cells.add_row(
+                    name, str(c["estimated"]), f"{c['rows_per_cell']:.1f}",
+                    *(f"{c[k]:.2f}" for k in ("mae", "p95", "bias")), f"{c['coverage_90']:.3f}",
+                )  # fmt: skip
+        err.print(cells)
+        _print_mean("mean over designs, per cell", result.mean_per_cell)
+
+
+def _print_mean(label: str, m: dict[str, float]) -> None:
+    err.print(
+        f"{label}: MAE {m['mae']:.2f}, P95 {m['p95']:.2f} points, "
+        f"90 % coverage {m['coverage_90']:.3f}",
+        markup=False,
+    )
 
 
 def _figure(value: float | None, spec: str) -> str:

@@ -318,7 +318,7 @@ def test_top_level_help_lists_every_command() -> None:
         (["intake"], ["--restart", "--workers", "--password-file", "--json"]),
         (["audit", "grades"], ["--policy", "--json"]),
         (["soh"], ["fit", "estimate", "evaluate"]),
-        (["soh", "evaluate"], ["--model", "--json", "cov90"]),
+        (["soh", "evaluate"], ["--model", "--per-cell", "--json", "cov90"]),
         (["ca"], ["init", "issue", "revoke", "list"]),
         (["ca", "init"], ["--not-before", "--days", "--force", "--json"]),
         (["ca", "issue"], ["--role", "--cn", "--days", "--not-before", "--force", "--json"]),

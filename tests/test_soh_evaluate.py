@@ -120,14 +120,87 @@ def test_rows_that_cannot_be_scored_are_counted_by_reason(model_file: Path) -> N
     )
 
 
-def test_chunks_give_the_same_figures(model_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    table, _ = _table_with_trouble(Path("trouble.csv"))
+def _tested_twice(path: Path, n: int) -> Path:
+    """`n` cells, each with two consecutive rows (the second 0.3 mV off): one test, two rows."""
+    write_cells(path, n, seed=45)
+    rng = np.random.default_rng(46)
+    rows = []
+    for r in read_csv(path):
+        again = {k: (repr(float(v) + rng.normal(0, 3e-4)) if k.startswith("U") and v else v)
+                 for k, v in r.items()}  # fmt: skip
+        rows += [r, again]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, HEADER, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_per_cell_figures_are_those_of_estimate_per_cell(model_file: Path) -> None:
+    table = _tested_twice(Path("twice.csv"), 60)
+    done = run("soh", "estimate", "--model", model_file, table, "--per-cell", "--out", "e.csv")
+    assert done.exit_code == 0
+    rows = read_csv(Path("e.csv"))
+    first = rows[::2]  # a run's figures are on each of its rows
+    assert all(r["cell_rows"] == "2" for r in first)
+    truth = np.array([float(r["soh"]) for r in read_csv(table)][::2])
+    soh = np.array([float(r["cell_soh"]) for r in first])
+    sigma = np.array([float(r["cell_soh_sigma"]) for r in first])
+    err = (soh - truth) * 100
+    result = run("soh", "evaluate", "--model", model_file, table, "--per-cell", "--json")
+    assert result.exit_code == 0, result.stderr
+    got = json.loads(result.stdout)
+    cells = got["designs"][DESIGN]["per_cell"]
+    assert cells["estimated"] == 60
+    assert cells["rows_per_cell"] == 2.0
+    assert cells["mae"] == pytest.approx(np.abs(err).mean(), abs=6e-3)
+    assert cells["p95"] == pytest.approx(np.quantile(np.abs(err), 0.95), abs=6e-3)
+    assert cells["bias"] == pytest.approx(err.mean(), abs=6e-3)
+    assert cells["coverage_90"] == pytest.approx(
+        np.mean(np.abs(err) <= Z90 * sigma * 100), abs=1e-3
+    )
+    assert got["mean_per_cell"]["mae"] == pytest.approx(cells["mae"], abs=1e-3)
+    assert got["designs"][DESIGN]["estimated"] == 120  # the per-row figures are still there
+    assert "per cell: runs" in result.stderr
+
+
+def test_a_run_is_scored_from_its_rows_with_a_measured_soh(model_file: Path) -> None:
+    """Rows without a usable soh or estimate are left out of their run; a run with none left
+    is not scored."""
+    table = _tested_twice(Path("twice.csv"), 3)
+    rows = read_csv(table)
+    rows[1]["soh"] = ""  # c000: one row left
+    rows[2]["U7"] = rows[3]["U7"] = "x"  # c001: nothing left
+    with open(table, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, HEADER, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     model = load_model(model_file)
-    whole = evaluate_csv(model, table).to_dict()
+    got = evaluate_csv(model, table, per_cell=True).designs[DESIGN]
+    assert got["estimated"] == 3
+    assert got["per_cell"]["estimated"] == 2
+    assert got["per_cell"]["rows_per_cell"] == 1.5
+    one = evaluate_csv(model, table).designs[DESIGN]
+    assert "per_cell" not in one
+
+
+def test_chunks_give_the_same_figures(model_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs that straddle chunks included: per-cell figures do not depend on the chunking."""
+    table, _ = _table_with_trouble(Path("trouble.csv"))
+    twice = _tested_twice(Path("twice.csv"), 7)
+    model = load_model(model_file)
+    whole = evaluate_csv(model, table, per_cell=True).to_dict()
+    whole_twice = evaluate_csv(model, twice, per_cell=True).to_dict()
     monkeypatch.setattr(soh_evaluate, "read_pulse_csv", partial(read_pulse_csv, chunk_rows=3))
     seen: list[int] = []
-    assert evaluate_csv(model, table, on_progress=seen.append).to_dict() == whole
+    assert evaluate_csv(model, table, per_cell=True, on_progress=seen.append).to_dict() == whole
     assert seen == [3, 3, 3, 3, 2]  # lines read, chunk by chunk
+    assert evaluate_csv(model, twice, per_cell=True).to_dict() == whole_twice
+    # a run as long as the cap is not held back: it is cut where its chunk ends; of the 7
+    # two-row runs in chunks of 3 rows, two straddle a chunk's end (rows 3|4 and 9|10)
+    monkeypatch.setattr(soh_evaluate, "PER_CELL_MAX_ROWS", 1)
+    cut = evaluate_csv(model, twice, per_cell=True).designs[DESIGN]["per_cell"]
+    assert cut["estimated"] == 9
 
 
 def test_parquet_gives_what_its_csv_gives(model_file: Path) -> None:

@@ -83,3 +83,14 @@ def combine_runs(
         mean[none] = np.nan
         spread[none] = np.nan
     return mean[run], spread[run], count[run]
+
+
+def trailing_run_start(cell_id: npt.ArrayLike, max_rows: int) -> int:
+    """Where the last run of consecutive rows of one (non-empty) cell id starts: a stream holds
+    those rows back until the next chunk shows whether the run goes on. A run of `max_rows` or
+    more is not held (the length of what is held stays bounded): len(cell_id) is returned."""
+    ids = np.asarray(cell_id, dtype=object)
+    last = max(0, len(ids) - 1)
+    while last > 0 and ids[last - 1] == ids[-1] != "":
+        last -= 1
+    return len(ids) if len(ids) - last >= max_rows else last

@@ -20,10 +20,12 @@ import numpy.typing as npt
 
 from passport.errors import InputError
 from passport.soh._base import Z90, FloatArray
+from passport.soh.combine import combine_runs, trailing_run_start
 from passport.soh.features import physical_cell
 from passport.soh.io import read_pulse_csv
 from passport.soh.model import SohModel
 from passport.soh.rows import estimate
+from passport.soh.tables import PER_CELL_MAX_ROWS
 from passport.soh.trace_io import is_trace_header, sniff_header
 
 ERR_NO_TRUTH = "no-soh"  # the row has no measured SoH to compare with
@@ -83,25 +85,33 @@ class Evaluation:
     rows: int
     designs: dict[str, dict[str, Any]]
     mean: dict[str, float]  # over the designs that got estimates, as bench/soh_accuracy.py
+    mean_per_cell: dict[str, float] | None = None  # the same for the per-cell figures
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "input": self.source,
             "rows": self.rows,
             "designs": self.designs,
             "mean_over_designs": self.mean,
         }
+        if self.mean_per_cell is not None:
+            out["mean_per_cell"] = self.mean_per_cell
+        return out
 
 
 def evaluate_csv(
     model: SohModel,
     source: str | os.PathLike[str],
     *,
+    per_cell: bool = False,
     on_progress: Callable[[int], None] | None = None,
 ) -> Evaluation:
     """Score `model` on a feature table (CSV or Parquet) with a measured `soh` column (fraction).
     Rows that cannot be estimated are counted by error code, as are rows without a usable
-    measured SoH (`no-soh`, `soh-out-of-range`); only the others are scored.
+    measured SoH (`no-soh`, `soh-out-of-range`); only the others are scored. `per_cell` also
+    scores each run of consecutive rows of one cell id (the pulse widths of one test) as one
+    estimate, combined from its scored rows as `passport intake` measures a cell
+    (`combine_runs`), against the mean measured SoH of those rows: `per_cell` per design.
     `on_progress(n)`: n more input lines read."""
     label = str(source)
     header = {h.strip() for h in sniff_header(source)}
@@ -118,6 +128,8 @@ def evaluate_csv(
             source=label,
         )
     by_design: dict[str, _Design] = {}
+    by_cell: dict[str, _Design] = {}
+    held: dict[str, npt.NDArray[Any]] | None = None
     rows = 0
     read_to = 1
     for chunk in chunks:
@@ -137,38 +149,100 @@ def evaluate_csv(
             scored = mine & ok
             acc.add(truth[scored], est.soh[scored], est.soh_sigma[scored])
             acc.cells.update(physical_cell(name, c) for c in chunk.cell_id[scored].tolist())
+        if per_cell:
+            columns = {
+                "cell_id": chunk.cell_id.astype(object),
+                "design": chunk.design.astype(object),
+                "soh": np.where(ok, est.soh, np.nan),
+                "sigma": np.where(ok, est.soh_sigma, np.nan),
+                "truth": np.where(ok, truth, np.nan),
+            }
+            if held is not None:
+                columns = {k: np.concatenate([held[k], v]) for k, v in columns.items()}
+            last = trailing_run_start(columns["cell_id"], PER_CELL_MAX_ROWS)
+            held = {k: v[last:] for k, v in columns.items()}
+            _score_runs({k: v[:last] for k, v in columns.items()}, model, by_cell)
         if on_progress is not None and len(chunk):
             on_progress(int(chunk.line[-1]) - read_to)
             read_to = int(chunk.line[-1])
+    if held is not None:
+        _score_runs(held, model, by_cell)
     designs = {name: _report(name, acc, model) for name, acc in sorted(by_design.items())}
+    if per_cell:
+        for name, d in designs.items():
+            acc = by_cell.get(name, _Design())
+            d["per_cell"] = _figures(acc)
+            if acc.estimated:
+                d["per_cell"]["rows_per_cell"] = round(acc.rows / acc.estimated, 2)
     scored = [d for d in designs.values() if d["estimated"]]
+    keys = ("mae", "p95", "coverage_90", "mean_sigma")
     mean = {
-        k: round(float(np.mean([d[k] for d in scored])), 3) if scored else math.nan
-        for k in ("mae", "p95", "coverage_90", "mean_sigma")
+        k: round(float(np.mean([d[k] for d in scored])), 3) if scored else math.nan for k in keys
     }
-    return Evaluation(label, rows, designs, mean)
+    mean_cells = None
+    if per_cell:
+        cells = [d["per_cell"] for d in scored]
+        mean_cells = {
+            k: round(float(np.mean([c[k] for c in cells])), 3) if cells else math.nan for k in keys
+        }
+    return Evaluation(label, rows, designs, mean, mean_cells)
 
 
 def _points(x: float) -> float:
     return round(100.0 * x, 3)
 
 
-def _report(name: str, acc: _Design, model: SohModel) -> dict[str, Any]:
+def _score_runs(
+    columns: dict[str, npt.NDArray[Any]], model: SohModel, by_cell: dict[str, _Design]
+) -> None:
+    """Each complete run of consecutive rows of one cell id, combined, as one scored estimate."""
+    ids = columns["cell_id"]
+    if not len(ids):
+        return
+    rho = np.array([model.row_correlation(d) for d in columns["design"].tolist()])
+    soh, sigma, count = combine_runs(ids, columns["soh"], columns["sigma"], rho)
+    start = np.ones(len(ids), dtype=bool)
+    start[1:] = (ids[1:] != ids[:-1]) | (ids[1:] == "")
+    run = np.cumsum(start) - 1
+    truth = columns["truth"]
+    known = np.isfinite(truth)
+    run_truth = np.bincount(run, np.where(known, truth, 0.0)) / np.maximum(
+        np.bincount(run, known), 1
+    )
+    first = np.flatnonzero(start)
+    scored = count[first] > 0  # runs with at least one scored row (estimate and measured SoH)
+    designs = columns["design"][first]
+    for name in np.unique(designs[scored].astype(str)).tolist():
+        mine = scored & (designs == name)
+        acc = by_cell.setdefault(name, _Design())
+        acc.rows += int(count[first][mine].sum())
+        acc.add(run_truth[mine], soh[first][mine], sigma[first][mine])
+        acc.cells.update(physical_cell(name, c) for c in ids[first][mine].tolist())
+
+
+def _figures(acc: _Design) -> dict[str, Any]:
     n = acc.estimated
+    if not n:
+        return {"estimated": 0}
+    return {
+        "estimated": n,
+        "mae": _points(acc.sum_abs / n),
+        "p95": _points(acc.p95()),
+        "bias": _points(acc.sum_err / n),
+        "coverage_90": round(acc.within / n, 3),
+        "mean_sigma": _points(acc.sum_sigma / n),
+    }
+
+
+def _report(name: str, acc: _Design, model: SohModel) -> dict[str, Any]:
     out: dict[str, Any] = {
         "rows": acc.rows,
-        "estimated": n,
+        "estimated": acc.estimated,
         "cells": len(acc.cells),
         "errors": dict(sorted(acc.errors.items())),
     }
-    if n:
-        out.update(
-            mae=_points(acc.sum_abs / n),
-            p95=_points(acc.p95()),
-            bias=_points(acc.sum_err / n),
-            coverage_90=round(acc.within / n, 3),
-            mean_sigma=_points(acc.sum_sigma / n),
-        )
+    if acc.estimated:
+        out.update({k: v for k, v in _figures(acc).items() if k != "estimated"})
     own = model.models.get(name)
     if own is not None:
         s = own.summary

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from passport.soh.check import Ageing, check_claims
-from passport.soh.combine import combine_runs
+from passport.soh.combine import combine_runs, trailing_run_start
 from passport.soh.features import U_COLUMNS
 from passport.soh.io import CLAIM_COLUMNS, EstimateWriter, PulseChunk, read_pulse_csv
 from passport.soh.model import ERR_MISSING, SohModel
@@ -105,12 +105,7 @@ def estimate_csv(
             if per_cell:
                 if held is not None:
                     columns = {k: np.concatenate([held[k], v]) for k, v in columns.items()}
-                ids = columns["cell_id"]
-                last = max(0, len(ids) - 1)  # where the trailing run starts
-                while last > 0 and ids[last - 1] == ids[-1] != "":
-                    last -= 1
-                if len(ids) - last >= PER_CELL_MAX_ROWS:
-                    last = len(ids)  # a run this long is cut, not held
+                last = trailing_run_start(columns["cell_id"], PER_CELL_MAX_ROWS)
                 held = {k: v[last:] for k, v in columns.items()}
                 columns = _with_cell_columns({k: v[:last] for k, v in columns.items()}, model)
             writer.write(columns)
