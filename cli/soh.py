@@ -13,6 +13,7 @@ from cli._common import emit_json, err, handle_errors, progress_bar, progress_st
 from passport.errors import InputError
 from passport.soh import (
     Ageing,
+    calibrate_csv,
     estimate_csv,
     evaluate_csv,
     fit_csv,
@@ -67,6 +68,11 @@ def fit(
     summary = model_summary(model)
     if json_out:
         emit_json({"model": str(out), "designs": summary})
+    _print_designs(summary)
+    err.print(f"wrote {out} ({len(summary)} designs)", markup=False)
+
+
+def _print_designs(summary: dict[str, dict[str, object]]) -> None:
     for design, info in summary.items():
         err.print(
             f"  {design}: {info['cells']} cells, {info['rows']} rows ({info['kind']}); "
@@ -74,7 +80,50 @@ def fit(
             f"90 % coverage {info['cv_coverage_90']}",
             markup=False,
         )
-    err.print(f"wrote {out} ({len(summary)} designs)", markup=False)
+
+
+@app.command("calibrate")
+@handle_errors
+def calibrate(
+    table_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="NEW.csv",
+            help="Calibration cells of new designs: a feature table with measured 'soh'.",
+        ),
+    ],
+    model_path: ModelPath,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (JSON).")],
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Recalibrate designs the model already has from these cells alone."
+        ),
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
+    json_out: Json = False,
+) -> None:
+    """Add new designs to a model from a few calibration cells each, without its training data.
+
+    Each design in NEW is calibrated through the model's pooled prior (a linear model fitted
+    across the designs the model was trained on): from 1 cell its coefficients lean on the
+    prior; from 5 cells a kernel model is fitted too and whichever cross-validates better on
+    these cells is kept. Calibrate with at least 3 cells (README: 'New designs'); expect a wide
+    sigma until about 10. The other designs are kept exactly as they are. Then check the result
+    on cells you did not calibrate with: 'passport soh evaluate'.
+    """
+    if out.exists() and not force:
+        raise InputError("already exists (use --force to overwrite)", source=str(out))
+    model = load_model(model_path)
+    with progress_steps("calibrating designs") as advance:
+        updated = calibrate_csv(model, table_path, replace=replace, on_progress=advance)
+    save_model(updated, out)
+    added = sorted(d for d in updated.models if updated.models[d] is not model.models.get(d))
+    summary = {d: info for d, info in model_summary(updated).items() if d in added}
+    if json_out:
+        emit_json({"model": str(out), "calibrated": summary})
+    _print_designs(summary)
+    err.print(f"wrote {out} ({len(updated.models)} designs, {len(added)} calibrated)", markup=False)
 
 
 @app.command("estimate")

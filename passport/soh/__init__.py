@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -70,6 +71,7 @@ __all__ = [
     "Evaluation",
     "Extracted",
     "SohModel",
+    "calibrate_csv",
     "check_claims",
     "combine",
     "combine_runs",
@@ -148,11 +150,20 @@ def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
     return out
 
 
-def fit_csv(
-    path: str | os.PathLike[str], *, on_progress: Callable[[int, int, str], None] | None = None
-) -> SohModel:
-    """Train one model covering every design in a reference table (needs the `soh` column).
-    `on_progress(done, total, design)`: see `SohModel.fit`."""
+@dataclass(frozen=True, slots=True)
+class _Reference:
+    """A reference table's rows with a measured SoH, as training takes them."""
+
+    design: StrArray
+    U: FloatArray
+    rated_ah: FloatArray
+    width_ms: FloatArray
+    soh: FloatArray
+    groups: StrArray  # design/physical cell
+    tests: StrArray | None
+
+
+def _reference(path: str | os.PathLike[str], what: str) -> _Reference:
     table = read_all(path)
     label = str(path)
     bad = table.error != ""
@@ -160,20 +171,75 @@ def fit_csv(
         first = int(table.line[np.flatnonzero(bad)[0]])
         raise InputError(f"{int(bad.sum())} rows do not parse (first: line {first})", source=label)
     if np.isnan(table.soh).all():
-        raise InputError("no 'soh' values: training needs measured capacities", source=label)
+        raise InputError(f"no 'soh' values: {what} needs measured capacities", source=label)
     keep = ~np.isnan(table.soh)
     groups = np.array(
         [f"{d}/{physical_cell(d, c)}" for d, c in zip(table.design, table.cell_id, strict=True)],
         dtype=object,
     )
     tests = row_tests(table)
+    return _Reference(
+        table.design[keep], table.U[keep], table.rated_ah[keep], table.width_ms[keep],
+        table.soh[keep], groups[keep], None if tests is None else tests[keep],
+    )  # fmt: skip
+
+
+def fit_csv(
+    path: str | os.PathLike[str], *, on_progress: Callable[[int, int, str], None] | None = None
+) -> SohModel:
+    """Train one model covering every design in a reference table (needs the `soh` column).
+    `on_progress(done, total, design)`: see `SohModel.fit`."""
+    ref = _reference(path, "training")
     try:
         return SohModel.fit(
-            table.design[keep], table.U[keep], table.rated_ah[keep], table.width_ms[keep],
-            table.soh[keep], groups[keep], tests=None if tests is None else tests[keep],
+            ref.design, ref.U, ref.rated_ah, ref.width_ms, ref.soh, ref.groups, tests=ref.tests,
             on_progress=on_progress,
         )  # fmt: skip
     except InputError as exc:
-        raise exc.at(label) from None
+        raise exc.at(str(path)) from None
     except ValueError as exc:
-        raise InputError(str(exc), source=label) from None
+        raise InputError(str(exc), source=str(path)) from None
+
+
+def calibrate_csv(
+    model: SohModel,
+    path: str | os.PathLike[str],
+    *,
+    replace: bool = False,
+    on_progress: Callable[[int, int, str], None] | None = None,
+) -> SohModel:
+    """A copy of `model` with every design of a calibration table (measured `soh`, a few cells
+    each) calibrated through the model's pooled prior (`SohModel.calibrate_new_design`); the
+    other designs' models are kept as they are. A design the model already has is refused
+    unless `replace`: refitting it from a few cells would throw away what it was trained on.
+    `on_progress(done, total, design)` after each design."""
+    label = str(path)
+    if model.prior is None:
+        raise InputError(
+            "the model has no pooled prior (it was trained on one design): refit it with "
+            "'passport soh fit' on a table holding the new design too",
+            source=label,
+        )
+    ref = _reference(path, "calibration")
+    names = sorted(set(ref.design.tolist()))
+    known = [d for d in names if d in model.models]
+    if known and not replace:
+        raise InputError(
+            f"the model already has {', '.join(known)} (use --replace to recalibrate it from "
+            "these cells alone)",
+            source=label,
+        )
+    for i, name in enumerate(names):
+        rows = ref.design == name
+        try:
+            model = model.calibrate_new_design(
+                name, ref.U[rows], ref.rated_ah[rows], ref.width_ms[rows], ref.soh[rows],
+                ref.groups[rows], tests=None if ref.tests is None else ref.tests[rows],
+            )  # fmt: skip
+        except InputError as exc:
+            raise exc.at(label) from None
+        except ValueError as exc:
+            raise InputError(f"{name}: {exc}", source=label) from None
+        if on_progress is not None:
+            on_progress(i + 1, len(names), name)
+    return model
