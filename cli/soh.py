@@ -82,6 +82,50 @@ def _print_designs(summary: dict[str, dict[str, object]]) -> None:
         )
 
 
+@app.command("show")
+@handle_errors
+def show(
+    model_path: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="Model file from 'passport soh fit'.")
+    ],
+    json_out: Json = False,
+) -> None:
+    """What a model file covers, before a line relies on it.
+
+    Per design: the cells and rows it was trained on and their SoH range, its cross-validated
+    MAE and 90 % coverage (points), what input it accepts (rated capacity, pulse widths, the
+    voltage window, the U columns it needs; other rows get out-of-range, missing-features or
+    no-model), the widths with a model of their own, and the row correlation that --per-cell
+    and the intake use to combine a cell's rows. Also the designs its pooled prior was fitted
+    on ('passport soh calibrate' needs one).
+    """
+    model = load_model(model_path)
+    summary = model_summary(model)
+    prior = [] if model.prior is None else list(model.prior.designs)
+    if json_out:
+        emit_json({"model": str(model_path), "designs": summary, "prior_designs": prior})
+    table = Table(title=f"{model_path}: {len(summary)} designs", title_justify="left")
+    table.add_column("design", no_wrap=True)
+    for column in ("Ah", "widths ms", "volts", "needs", "cells", "CV MAE", "cov90"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for name, m in model.models.items():
+        lo_w, hi_w = m.width_range_ms
+        widths = f"{lo_w:g}-{hi_w:g}" if lo_w != hi_w else f"{lo_w:g}"
+        if m.by_width:
+            widths += f" ({len(m.by_width)} own)"
+        needs = f"U{m.u_columns[0] + 1}-U{m.u_columns[-1] + 1}" if m.u_columns else "-"
+        table.add_row(
+            name, f"{m.rated_ah:g}", widths, f"{m.u_window[0]:.2f}-{m.u_window[1]:.2f}", needs,
+            str(m.summary.n_cells), f"{100 * m.summary.cv_mae:.2f}",
+            f"{m.summary.cv_coverage:.3f}",
+        )  # fmt: skip
+    err.print(table)
+    err.print(
+        "pooled prior: " + (", ".join(prior) if prior else "none (a one-design model)"),
+        markup=False,
+    )
+
+
 @app.command("calibrate")
 @handle_errors
 def calibrate(

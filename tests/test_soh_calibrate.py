@@ -147,3 +147,39 @@ def test_unusable_input_exits_2_naming_the_file(files: dict[str, Path], case: ob
         assert not Path("out.json").exists()
     else:
         assert Path("out.json").read_text(encoding="utf-8") == "keep me"
+
+
+def test_show_tells_what_a_model_covers(files: dict[str, Path]) -> None:
+    before = run("soh", "show", files["model"], "--json")
+    assert before.exit_code == 0, before.stderr
+    shown = json.loads(before.stdout)
+    assert sorted(shown["designs"]) == sorted(TRAINED)
+    assert sorted(shown["prior_designs"]) == sorted(TRAINED)
+    model = load_model(files["model"])
+    for name, d in shown["designs"].items():
+        m = model.models[name]
+        assert d["cells"] == m.summary.n_cells
+        assert d["rated_ah"] == m.rated_ah
+        assert d["u_columns"] == [f"U{i + 1}" for i in m.u_columns]
+        assert d["u_window_v"] == list(m.u_window)
+        assert d["width_models_ms"] == []  # one pulse width each
+        assert d["row_correlation"] == round(m.row_correlation, 3)
+    assert "U1-U21" in before.stderr
+    assert "pooled prior: LMO-10Ah, NMC-21Ah" in before.stderr
+    assert (
+        run(
+            "soh", "calibrate", files["cal"], "--model", files["model"], "--out", "n.json"
+        ).exit_code
+        == 0
+    )
+    after = json.loads(run("soh", "show", "n.json", "--json").stdout)
+    assert sorted(after["designs"]) == sorted([*TRAINED, NEW])
+    assert after["designs"][NEW]["cells"] == 3
+    assert sorted(after["prior_designs"]) == sorted(TRAINED)  # the prior is not refitted
+
+
+def test_show_names_a_bad_model_file() -> None:
+    Path("m.json").write_text("[1, 2", encoding="utf-8")
+    result = run("soh", "show", "m.json")
+    assert_one_line_error(result, "m.json")
+    assert "not a model file" in result.stderr

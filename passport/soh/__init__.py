@@ -134,7 +134,8 @@ def _finite(text: str) -> float:
 
 
 def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
-    """Per design: what it was trained on and its cross-validated accuracy (points)."""
+    """Per design: what it was trained on, its cross-validated accuracy (points) and what input
+    it accepts (rating, pulse widths, voltage window, the U columns it needs)."""
     out: dict[str, dict[str, object]] = {}
     for name, m in model.models.items():
         s = m.summary
@@ -146,6 +147,12 @@ def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
             "cv_p95_points": round(100 * s.cv_p95, 3),
             "cv_coverage_90": round(s.cv_coverage, 3),
             "soh_range": [s.soh_min, s.soh_max],
+            "rated_ah": m.rated_ah,
+            "width_range_ms": list(m.width_range_ms),
+            "width_models_ms": [w.width_range_ms[0] for w in m.by_width],
+            "u_window_v": list(m.u_window),
+            "u_columns": [U_COLUMNS[i] for i in m.u_columns],
+            "row_correlation": round(m.row_correlation, 3),
         }
     return out
 
