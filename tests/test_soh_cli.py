@@ -11,6 +11,7 @@ import csv
 import functools
 import io
 import json
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -206,6 +207,25 @@ def fresh(tmp_path: Path) -> Path:
     text = path.read_text(encoding="utf-8").replace(f"{DESIGN},NMC,", "LFP-20Ah,LFP,", 1)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_a_hostile_voltage_gives_a_row_error_without_a_warning(
+    model_file: Path, fresh: Path
+) -> None:
+    """U2 = 1e306 V: a resistance of ~1e306 ohm that overflows in milliohms. The row is
+    out-of-range, and no RuntimeWarning escapes (found by a property test)."""
+    rows = read_csv(fresh)
+    rows[1]["U2"] = "1e306"
+    with open(fresh, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, HEADER, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        soh_api.estimate_csv(load_model(model_file), fresh, Path("out.csv"))
+    got = read_csv(Path("out.csv"))[1]
+    assert got["error"] == "out-of-range"
+    assert got["resistance_mohm"] == ""
 
 
 def test_estimate_writes_one_row_per_input_row_in_order(model_file: Path, fresh: Path) -> None:

@@ -154,13 +154,15 @@ def _estimate_chunk(
     ok = error == ""
     soh = np.where(ok, est.soh, np.nan)
     sigma = np.where(ok, est.soh_sigma, np.nan)
+    with np.errstate(over="ignore"):  # a hostile row's huge resistance: inf, and not kept
+        mohm = est.resistance_ohm * 1e3
     columns: dict[str, npt.NDArray[np.generic]] = {
         "line": chunk.line,
         "cell_id": chunk.cell_id,
         "design": chunk.design,
         "soh": soh,
         "soh_sigma": sigma,
-        "resistance_mohm": np.where(ok, est.resistance_ohm * 1e3, np.nan),
+        "resistance_mohm": np.where(ok, mohm, np.nan),
         "error": error,
     }
     flagged = 0
