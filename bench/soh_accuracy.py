@@ -174,8 +174,7 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
         )
         est[test], sig[test] = s, sd
         rho[test] = [model.row_correlation(d) for d in data.design[test].tolist()]
-        for code in err[err != ""]:
-            errors[code] = errors.get(code, 0) + 1
+        count_errors(err, errors)
         for d in designs:
             tr, te = train & (data.design == d), test & (data.design == d)
             cols = np.isfinite(data.U[data.design == d]).all(0)
@@ -188,6 +187,13 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
     result["error_rows"] = errors
     result["fit_seconds_per_fold"] = round(float(np.mean(fit_seconds)), 2)
     return result
+
+
+def count_errors(err: np.ndarray, counts: dict[str, int]) -> dict[str, int]:
+    """Add the rows' error codes (empty: estimated) to `counts`."""
+    for code in err[err != ""].tolist():
+        counts[code] = counts.get(code, 0) + 1
+    return counts
 
 
 def summarise(
@@ -268,10 +274,7 @@ def holdout(data: Data, held: Data, seed: int) -> dict[str, Any]:
         )
     scored = [d for d in designs if np.isfinite(est[held.design == d]).any()]
     result = summarise(held, scored, est, sig, base_est, base_sig, rho)
-    errors: dict[str, int] = {}
-    for code in err[err != ""]:
-        errors[code] = errors.get(code, 0) + 1
-    result["error_rows"] = errors
+    result["error_rows"] = count_errors(err, {})
     result["designs_without_estimates"] = [d for d in designs if d not in scored]
     shared = set(zip(data.design.tolist(), data.group.tolist(), strict=True)) & set(
         zip(held.design.tolist(), held.group.tolist(), strict=True)

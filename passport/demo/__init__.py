@@ -317,7 +317,7 @@ def _tests(
     names: list[str] = []
     extra: dict[str, list[object]] = {"tests_covered": [], "self_discharge_mv_day": []}
     truth: dict[str, float] = {}
-    first: list[int] = []  # each cell's first row
+    cells: list[range] = []  # each cell's rows
     for d in DESIGNS:
         group = [c for c in fleet if c.design is d and c.index not in missed]
         soh = np.array([c.final_soh for c in group])
@@ -326,7 +326,7 @@ def _tests(
         rows = design_rows(d, soh, nprng, r0_factor=factor)
         per = len(d.widths_ms)
         for k, c in enumerate(group):
-            first.append(len(names))
+            cells.append(range(len(names), len(names) + per))
             truth[c.stem] = c.final_soh
             covers = "deep-discharge;over-temperature" if c.index in covered else ""
             leak = rng.uniform(7.0, 9.0) if c.index in leaky else rng.lognormvariate(-0.9, 0.25)
@@ -338,10 +338,8 @@ def _tests(
                 names.append(c.stem)
                 extra["tests_covered"].append(covers)
                 extra["self_discharge_mv_day"].append(f"{leak:.2f}")
-    cells = list(range(len(first)))
     rng.shuffle(cells)  # the line tests cells in the order they arrive
-    ends = [*first[1:], len(names)]
-    order = [i for c in cells for i in range(first[c], ends[c])]
+    order = [i for rows_of_cell in cells for i in rows_of_cell]
     table = Rows(np.array([U[i] for i in order]), np.array([rated[i] for i in order]),
                  np.array([width[i] for i in order]))  # fmt: skip
     text = pulse_table_csv(

@@ -59,9 +59,7 @@ def combine_runs(
         raise ValueError("cell_id, soh and sigma must be 1-D of the same length")
     if n == 0:
         return np.empty(0), np.empty(0), np.empty(0, dtype=np.int64)
-    start = np.ones(n, dtype=bool)
-    start[1:] = (ids[1:] != ids[:-1]) | (ids[1:] == "")
-    run = np.cumsum(start) - 1
+    run = np.cumsum(run_starts(ids)) - 1
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         ok = np.isfinite(s) & np.isfinite(sd) & (sd > 0)
         w = np.where(ok, 1.0 / (sd * sd), 0.0)
@@ -83,6 +81,15 @@ def combine_runs(
         mean[none] = np.nan
         spread[none] = np.nan
     return mean[run], spread[run], count[run]
+
+
+def run_starts(cell_id: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    """True where a run of consecutive rows of one cell id starts (an empty id is a run of its
+    own)."""
+    ids = np.asarray(cell_id, dtype=object)
+    start = np.ones(len(ids), dtype=bool)
+    start[1:] = (ids[1:] != ids[:-1]) | (ids[1:] == "")
+    return start
 
 
 def trailing_run_start(cell_id: npt.ArrayLike, max_rows: int) -> int:

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from passport.errors import InputError
 from passport.soh._base import Z90, FloatArray
-from passport.soh.combine import combine_runs, trailing_run_start
+from passport.soh.combine import combine_runs, run_starts, trailing_run_start
 from passport.soh.features import physical_cell
 from passport.soh.io import read_pulse_csv
 from passport.soh.model import SohModel
@@ -201,8 +201,7 @@ def _score_runs(
         return
     rho = np.array([model.row_correlation(d) for d in columns["design"].tolist()])
     soh, sigma, count = combine_runs(ids, columns["soh"], columns["sigma"], rho)
-    start = np.ones(len(ids), dtype=bool)
-    start[1:] = (ids[1:] != ids[:-1]) | (ids[1:] == "")
+    start = run_starts(ids)
     run = np.cumsum(start) - 1
     truth = columns["truth"]
     known = np.isfinite(truth)
