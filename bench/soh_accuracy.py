@@ -16,6 +16,9 @@ same kind of grouped CV; the maintainers' held-back cells are the independent ch
 points (x100): MAE, P95 absolute error and the share of truths within +/- 1.645 sigma (target
 0.87-0.93); the same for the baseline, a plain ridge regression per design on the raw U columns
 (penalty picked by the same inner CV, constant sigma from its inner out-of-fold residuals).
+`coverage_90_novel_tenth`: the model's coverage on the tenth of each design's rows that are
+farthest from their 5th-nearest training row (standardised features): where an honest sigma
+must widen, measured with a yardstick the model does not use.
 
 With --holdout, the model is trained once on every row of --data (as `passport soh fit` would)
 and the same figures are taken on the rows of HELD.csv (a table in the same format, with `soh`):
@@ -52,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from passport.soh.combine import combine  # noqa: E402
-from passport.soh.features import U_COLUMNS, physical_cell  # noqa: E402
+from passport.soh.features import U_COLUMNS, features, physical_cell  # noqa: E402
 from passport.soh.model import (  # noqa: E402
     Z90,
     FitSettings,
@@ -100,6 +103,33 @@ def scores(truth: np.ndarray, estimate: np.ndarray, sigma: np.ndarray) -> dict[s
         "coverage_90": round(float(np.mean(err <= Z90 * sigma * 100)), 3),
         "mean_sigma": round(float(sigma.mean() * 100), 3),
     }
+
+
+NOVEL_NEIGHBOUR = 5  # novelty: distance to the 5th-nearest training row
+
+
+def novelty(data: Data, train: np.ndarray, held: Data, test: np.ndarray) -> np.ndarray:
+    """Per row of `held` in `test` (boolean mask, one design), its distance to the 5th-nearest
+    row of `data` in `train` (same design) in the design's features standardised on those
+    training rows: how unlike the training cells a test row is, measured without the model (so
+    the model's own widening of sigma is judged by a yardstick it does not use)."""
+    F_tr = features(data.U[train], data.rated_ah[train], data.width_ms[train])
+    F_te = features(held.U[test], held.rated_ah[test], held.width_ms[test])
+    cols = np.isfinite(F_tr).all(0) & np.isfinite(F_te).all(0)
+    mean, scale = F_tr[:, cols].mean(0), F_tr[:, cols].std(0)
+    scale = np.where(scale > 0, scale, 1.0)
+    A, B = (F_tr[:, cols] - mean) / scale, (F_te[:, cols] - mean) / scale
+    d2 = (B * B).sum(1)[:, None] + (A * A).sum(1)[None, :] - 2.0 * (B @ A.T)
+    k = min(NOVEL_NEIGHBOUR, A.shape[0]) - 1
+    return np.sqrt(np.maximum(np.partition(d2, k, axis=1)[:, k], 0.0))
+
+
+def novel_coverage(
+    truth: np.ndarray, estimate: np.ndarray, sigma: np.ndarray, novel: np.ndarray
+) -> float:
+    """Coverage of the tenth of rows most unlike the training rows (`novelty`)."""
+    top = novel >= np.quantile(novel, 0.9)
+    return round(float(np.mean(np.abs(truth - estimate)[top] <= Z90 * sigma[top])), 3)
 
 
 # -- baseline: plain ridge on raw U ------------------------------------------------------------
@@ -154,6 +184,7 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
     base_est = np.full(len(data.soh), np.nan)
     base_sig = np.full(len(data.soh), np.nan)
     rho = np.ones(len(data.soh))  # the fold model's row correlation of each row's design
+    novel = np.full(len(data.soh), np.nan)
     errors: dict[str, int] = {}
     fit_seconds = []
     for f in range(n_folds):
@@ -182,8 +213,9 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
                 data.U[tr][:, cols], data.soh[tr], data.group[tr], data.U[te][:, cols], seed
             )
             base_est[te], base_sig[te] = b, bs
+            novel[te] = novelty(data, tr, data, te)
 
-    result = summarise(data, designs, est, sig, base_est, base_sig, rho)
+    result = summarise(data, designs, est, sig, base_est, base_sig, rho, novel)
     result["error_rows"] = errors
     result["fit_seconds_per_fold"] = round(float(np.mean(fit_seconds)), 2)
     return result
@@ -204,9 +236,11 @@ def summarise(
     base_est: np.ndarray,
     base_sig: np.ndarray,
     rho: np.ndarray,
+    novel: np.ndarray,
 ) -> dict[str, Any]:
     """Per design and mean over the designs: the model's and the baseline's scores, per test
-    too, and which targets are met."""
+    too, and which targets are met. `coverage_90_novel_tenth`: the model's coverage on the
+    tenth of rows most unlike the training rows (`novelty`), where an honest sigma must widen."""
     per_design: dict[str, Any] = {}
     for d in designs:
         rows = data.design == d
@@ -215,7 +249,12 @@ def summarise(
             "rows": int(rows.sum()),
             "cells": len(np.unique(data.group[rows])),
             "estimated_rows": int(ok.sum()),
-            "model": scores(data.soh[ok], est[ok], sig[ok]),
+            "model": {
+                **scores(data.soh[ok], est[ok], sig[ok]),
+                "coverage_90_novel_tenth": novel_coverage(
+                    data.soh[ok], est[ok], sig[ok], novel[ok]
+                ),
+            },
             "ridge_baseline": scores(data.soh[rows], base_est[rows], base_sig[rows]),
         }
 
@@ -225,10 +264,9 @@ def summarise(
     def mean_of(which: str, key: str) -> float:
         return round(float(np.mean([per_design[d][which][key] for d in designs])), 3)
 
-    means = {
-        which: {k: mean_of(which, k) for k in ("mae", "p95", "coverage_90", "mean_sigma")}
-        for which in ("model", "ridge_baseline", "per_test")
-    }
+    keys = ("mae", "p95", "coverage_90", "mean_sigma")
+    means = {w: {k: mean_of(w, k) for k in keys} for w in ("ridge_baseline", "per_test")}
+    means["model"] = {k: mean_of("model", k) for k in (*keys, "coverage_90_novel_tenth")}
     p95_misses = [d for d in designs if per_design[d]["model"]["p95"] > TARGET_P95]
     cov_misses = [
         d
@@ -264,6 +302,7 @@ def holdout(data: Data, held: Data, seed: int) -> dict[str, Any]:
     rho = np.array([model.row_correlation(d) for d in held.design.tolist()])
     base_est = np.full(len(held.soh), np.nan)
     base_sig = np.full(len(held.soh), np.nan)
+    novel = np.full(len(held.soh), np.nan)
     for d in designs:
         tr, te = data.design == d, held.design == d
         if not tr.any():  # no reference cells of this design: the model says no-model too
@@ -272,8 +311,9 @@ def holdout(data: Data, held: Data, seed: int) -> dict[str, Any]:
         base_est[te], base_sig[te] = baseline(
             data.U[tr][:, cols], data.soh[tr], data.group[tr], held.U[te][:, cols], seed
         )
+        novel[te] = novelty(data, tr, held, te)
     scored = [d for d in designs if np.isfinite(est[held.design == d]).any()]
-    result = summarise(held, scored, est, sig, base_est, base_sig, rho)
+    result = summarise(held, scored, est, sig, base_est, base_sig, rho, novel)
     result["error_rows"] = count_errors(err, {})
     result["designs_without_estimates"] = [d for d in designs if d not in scored]
     shared = set(zip(data.design.tolist(), data.group.tolist(), strict=True)) & set(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from cli._common import emit_json, err, handle_errors, progress_bar, progress_steps
@@ -95,8 +96,9 @@ def show(
     Per design: the cells and rows it was trained on and their SoH range, its cross-validated
     MAE and 90 % coverage (points), what input it accepts (rated capacity, pulse widths, the
     voltage window, the U columns it needs; other rows get out-of-range, missing-features or
-    no-model), the widths with a model of their own, and the row correlation that --per-cell
-    and the intake use to combine a cell's rows. Also the designs its pooled prior was fitted
+    no-model), the widths with a model of their own, the row correlation that --per-cell and
+    the intake use to combine a cell's rows, and how far sigma widens for a row unlike every
+    training row ('wider', at most; '-' never). Also the designs its pooled prior was fitted
     on ('passport soh calibrate' needs one).
     """
     model = load_model(model_path)
@@ -104,9 +106,17 @@ def show(
     prior = [] if model.prior is None else list(model.prior.designs)
     if json_out:
         emit_json({"model": str(model_path), "designs": summary, "prior_designs": prior})
-    table = Table(title=f"{model_path}: {len(summary)} designs", title_justify="left")
+    # no vertical rules, one space between columns: nine columns fit an 80-column terminal
+    table = Table(
+        title=f"{model_path}: {len(summary)} designs",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        collapse_padding=True,
+        pad_edge=False,
+    )
     table.add_column("design", no_wrap=True)
-    for column in ("Ah", "widths ms", "volts", "needs", "cells", "CV MAE", "cov90"):
+    for column in ("Ah", "widths ms", "volts", "needs", "cells", "CV MAE", "cov90", "wider"):
         table.add_column(column, justify="right", no_wrap=True)
     for name, m in model.models.items():
         lo_w, hi_w = m.width_range_ms
@@ -114,10 +124,11 @@ def show(
         if m.by_width:
             widths += f" ({len(m.by_width)} own)"
         needs = f"U{m.u_columns[0] + 1}-U{m.u_columns[-1] + 1}" if m.u_columns else "-"
+        wider = float(summary[name]["novelty_widening_max"])  # type: ignore[arg-type]
         table.add_row(
             name, f"{m.rated_ah:g}", widths, f"{m.u_window[0]:.2f}-{m.u_window[1]:.2f}", needs,
             str(m.summary.n_cells), f"{100 * m.summary.cv_mae:.2f}",
-            f"{m.summary.cv_coverage:.3f}",
+            f"{m.summary.cv_coverage:.3f}", f"x{wider:.2f}" if wider > 1.0 else "-",
         )  # fmt: skip
     err.print(table)
     err.print(

@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from passport.soh import physical_cell
+from passport.soh.features import features
+from passport.soh.io import read_all
 from passport.soh.model import Z90
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +106,23 @@ def test_holdout_figures_are_those_of_the_cli_on_the_held_back_file(tmp_path: Pa
         assert evaluated[d]["cells"] == got["per_design"][d]["cells"]
     mean = np.mean([got["per_design"][d]["model"]["mae"] for d in DESIGNS])
     assert got["mean_over_designs"]["model"]["mae"] == pytest.approx(mean, abs=1e-3)
+    # the most novel tenth: held rows farthest from their 5th-nearest training row
+    tr, te = read_all(train), read_all(held)
+    for d in DESIGNS:
+        a, b = tr.design == d, te.design == d
+        F_tr = features(tr.U[a], tr.rated_ah[a], tr.width_ms[a])
+        F_te = features(te.U[b], te.rated_ah[b], te.width_ms[b])
+        keep = np.isfinite(F_tr).all(0) & np.isfinite(F_te).all(0)
+        mu, sd = F_tr[:, keep].mean(0), F_tr[:, keep].std(0)
+        sd[sd == 0] = 1.0
+        A, B = (F_tr[:, keep] - mu) / sd, (F_te[:, keep] - mu) / sd
+        fifth = np.array([np.sort(np.linalg.norm(A - row, axis=1))[4] for row in B])
+        top = fifth >= np.quantile(fifth, 0.9)
+        est = np.array([float(r["soh"]) for r in rows])[b]
+        sig = np.array([float(r["soh_sigma"]) for r in rows])[b]
+        inside = np.abs(te.soh[b] - est) <= Z90 * sig
+        novel = got["per_design"][d]["model"]["coverage_90_novel_tenth"]
+        assert novel == pytest.approx(inside[top].mean(), abs=0.02)
 
 
 def _cells(path: Path, design: str) -> list[str]:

@@ -164,7 +164,12 @@ def test_show_tells_what_a_model_covers(files: dict[str, Path]) -> None:
         assert d["u_window_v"] == list(m.u_window)
         assert d["width_models_ms"] == []  # one pulse width each
         assert d["row_correlation"] == round(m.row_correlation, 3)
+        top = m.novelty_factors[-1] if len(m.novelty_factors) else 1.0
+        assert d["novelty_widening_max"] == round(top, 3)
+        line = next(x for x in before.stderr.splitlines() if x.startswith(name))
+        assert line.endswith(f"x{top:.2f}" if top > 1.0 else " -")  # the 'wider' column
     assert "U1-U21" in before.stderr
+    assert "wider" in before.stderr
     assert "pooled prior: LMO-10Ah, NMC-21Ah" in before.stderr
     assert (
         run(
@@ -175,6 +180,7 @@ def test_show_tells_what_a_model_covers(files: dict[str, Path]) -> None:
     after = json.loads(run("soh", "show", "n.json", "--json").stdout)
     assert sorted(after["designs"]) == sorted([*TRAINED, NEW])
     assert after["designs"][NEW]["cells"] == 3
+    assert after["designs"][NEW]["novelty_widening_max"] == 1.0  # 3 cells: no widening
     assert sorted(after["prior_designs"]) == sorted(TRAINED)  # the prior is not refitted
 
 

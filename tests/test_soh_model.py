@@ -197,6 +197,26 @@ def test_every_design_has_a_model_with_a_training_summary(model: SohModel, table
         assert 0.8 <= s.cv_coverage <= 1.0
 
 
+def test_sigma_widens_with_novelty_only_where_the_design_has_the_cells_for_it(
+    model: SohModel, table: Table
+) -> None:
+    """Each kernel model's widening (inner out-of-fold) is non-decreasing and never narrows;
+    a design with fewer than `novelty_min_cells` cells (NMC-2.1Ah has 8) gets none."""
+    widened = 0
+    for name, m in model.models.items():
+        cells = len(np.unique(table.group[table.design == name]))
+        for sub in (m, *m.by_width):
+            if cells < model.settings.novelty_min_cells:
+                assert len(sub.novelty_knots) == 0
+                continue
+            assert np.all(np.diff(sub.novelty_knots) > 0)
+            assert np.all(np.diff(sub.novelty_factors) >= 0)
+            assert np.all(sub.novelty_factors >= 1.0)
+            widened += bool(len(sub.novelty_factors) and sub.novelty_factors[-1] > 1.1)
+    assert widened >= 3
+    assert len(model.models["NMC-2.1Ah"].novelty_knots) == 0
+
+
 def test_estimates_are_in_range_with_positive_sigma(model: SohModel, table: Table) -> None:
     soh, sigma, err = table.predict(model)
     assert (err == "").all()

@@ -134,8 +134,9 @@ def _finite(text: str) -> float:
 
 
 def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
-    """Per design: what it was trained on, its cross-validated accuracy (points) and what input
-    it accepts (rating, pulse widths, voltage window, the U columns it needs)."""
+    """Per design: what it was trained on, its cross-validated accuracy (points), what input
+    it accepts (rating, pulse widths, voltage window, the U columns it needs) and how far its
+    sigma widens for rows unlike the training rows (`novelty_widening_max`, 1 = never)."""
     out: dict[str, dict[str, object]] = {}
     for name, m in model.models.items():
         s = m.summary
@@ -153,6 +154,9 @@ def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
             "u_window_v": list(m.u_window),
             "u_columns": [U_COLUMNS[i] for i in m.u_columns],
             "row_correlation": round(m.row_correlation, 3),
+            "novelty_widening_max": round(
+                max(float(k.novelty_factors.max(initial=1.0)) for k in (m, *m.by_width)), 3
+            ),
         }
     return out
 

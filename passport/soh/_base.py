@@ -89,6 +89,10 @@ class FitSettings:
     prior_alpha: float = 1e-2  # ridge penalty of the pooled model
     per_width: bool = True  # also fit a model per pulse width, kept where inner CV prefers it
     width_min_cells: int = 20  # fewer cells at a width: its rows use the all-widths model
+    # sigma widened for rows unlike the training rows: novelty bins at these quantiles of the
+    # inner out-of-fold novelty; no widening below novelty_min_cells cells (or with no bins)
+    novelty_quantiles: tuple[float, ...] = (0.5, 0.75, 0.9)
+    novelty_min_cells: int = 10
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,9 +110,23 @@ def group_kfold(groups: npt.ArrayLike, n_splits: int = 5, seed: int = 0) -> IntA
     return fold_of_group[inverse.reshape(-1)]
 
 
-def _rbf(E: FloatArray, C: FloatArray, gamma: float) -> FloatArray:
+def _sq_dist(E: FloatArray, C: FloatArray) -> FloatArray:
+    """Squared distances of rows E to rows C, (len(E), len(C))."""
     d2 = (E * E).sum(1)[:, None] + (C * C).sum(1)[None, :] - 2.0 * (E @ C.T)
-    out: FloatArray = np.exp(-gamma * np.maximum(d2, 0.0))
+    out: FloatArray = np.maximum(d2, 0.0)
+    return out
+
+
+def _rbf(E: FloatArray, C: FloatArray, gamma: float) -> FloatArray:
+    out: FloatArray = np.exp(-gamma * _sq_dist(E, C))
+    return out
+
+
+def _novelty(E: FloatArray, C: FloatArray, gamma: float) -> FloatArray:
+    """gamma x the squared distance to the nearest centre: how unlike a row is to the training
+    rows the kernel model kept (0 on a centre). The RBF exponents already hold it, so the fast
+    path gets it for one reduction."""
+    out: FloatArray = gamma * _sq_dist(E, C).min(1)
     return out
 
 

@@ -30,12 +30,15 @@ class _Compiled:
     for a row whose rating is not the design's, also D / rated_ah and 1 / rated_ah), the
     embedding is E = X @ G, carried with two spare columns [-gamma |e|^2, 1] so that the RBF
     exponents are one product with the centres and the linear part plus intercept another.
+    The largest exponent of a row is minus its novelty (`_base._novelty`), which widens sigma.
 
     Precision: every feature is a short sum of voltage steps, so float32 rounding of the steps
     (mV to 100s of mV) costs ~1e-7 of a feature's own size, where rounding the voltages
     themselves (~1 V about u_ref) cost ~1e-7 of a volt and wrecked features that vary by
-    microvolts. The fast path stays within 1e-4 of the float64 reference (`reference_estimate`):
-    ~1e-5 on the dev designs, ~4e-5 on a synthetic-cell model.
+    microvolts. The fast path stays within 1e-4 of the float64 reference (`reference_estimate`)
+    on the models tested for it: ~1e-5 on the dev designs, ~4e-5 on a synthetic-cell model.
+    The worst seen is 3.1e-4 (0.03 SoH points), on a model of noise-free synthetic cells with a
+    few odd ones (tests/test_soh_novelty.py), whose features vary by microvolts.
 
     Row independence: a row's path (G_fast for the design's own rating, else G_any) depends on
     that row only. What its neighbours can still change is float32 rounding: OpenBLAS's sgemm
@@ -51,7 +54,7 @@ class _Compiled:
     G_fast: npt.NDArray[np.float32]  # (q + 2, r + 2): rows of the design's own rating
     G_any: npt.NDArray[np.float32]  # (2q + 3, r + 2): any rating
     minus_gamma: float
-    centres: npt.NDArray[np.float32]  # (r + 2, m): [2 gamma C^T; 1; -gamma |c|^2]
+    centres_t: npt.NDArray[np.float32]  # (m, r + 2): [2 gamma C^T; 1; -gamma |c|^2]^T
     rbf_weights: npt.NDArray[np.float32]
     linear: npt.NDArray[np.float32]  # (r + 2,): [linear weights, 0, intercept]
     lo_u: float  # accepted voltages
@@ -63,6 +66,8 @@ class _Compiled:
     clip: tuple[float, float]
     knots: FloatArray
     values: FloatArray
+    novelty_knots: FloatArray  # empty: sigma not widened with novelty
+    novelty_factors: FloatArray
 
 
 def _compile(m: DesignModel, rating_tolerance: float) -> _Compiled:
@@ -113,7 +118,7 @@ def _compile(m: DesignModel, rating_tolerance: float) -> _Compiled:
         G_fast=np.ascontiguousarray(G_fast, dtype=f32),
         G_any=np.ascontiguousarray(G_any, dtype=f32),
         minus_gamma=-mg,
-        centres=np.ascontiguousarray(centres, dtype=f32),
+        centres_t=np.ascontiguousarray(centres.T, dtype=f32),
         rbf_weights=np.ascontiguousarray(m.rbf_weights, dtype=f32),
         linear=np.ascontiguousarray(linear, dtype=f32),
         lo_u=m.u_window[0],
@@ -125,6 +130,8 @@ def _compile(m: DesignModel, rating_tolerance: float) -> _Compiled:
         clip=m.soh_clip,
         knots=m.sigma_knots,
         values=m.sigma_values,
+        novelty_knots=m.novelty_knots,
+        novelty_factors=m.novelty_factors,
     )
 
 
@@ -189,14 +196,22 @@ def _estimate_block(
         r = E.shape[1] - 2
         E[:, r] = k.minus_gamma * np.einsum("ij,ij->i", E[:, :r], E[:, :r])
         out = E @ k.linear
+        nearest = None
         if len(k.rbf_weights):
-            D = E @ k.centres  # -gamma |e - c|^2
-            np.exp(D, out=D)
-            out += D @ k.rbf_weights
+            # (m, rows): -gamma |e - c|^2, transposed so that the nearest centre of each row
+            # is an element-wise max over contiguous rows of centres (a max along each row of
+            # the untransposed product costs five times as much); the product costs the same
+            Dt = k.centres_t @ E.T
+            if len(k.novelty_knots):
+                nearest = Dt.max(axis=0)  # -novelty
+            np.exp(Dt, out=Dt)
+            out += k.rbf_weights @ Dt
     soh = out.astype(np.float64)
     np.maximum(soh, k.clip[0], out=soh)  # np.clip, without its wrapper's cost
     np.minimum(soh, k.clip[1], out=soh)
     sigma = np.interp(soh, k.knots, k.values)
+    if nearest is not None:
+        sigma *= np.interp(-nearest, k.novelty_knots, k.novelty_factors)
     error = np.zeros(n, dtype=np.uint8)
     if not inside.all():
         bad = ~inside

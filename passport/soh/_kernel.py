@@ -17,6 +17,7 @@ from passport.soh._base import (
     _coverage,
     _feature_mask,
     _few_cells_factor,
+    _novelty,
     _rbf,
     _usable_columns,
     group_kfold,
@@ -41,6 +42,9 @@ class _Basis:
 
     def design_matrix(self, E: FloatArray) -> FloatArray:
         return np.hstack([_rbf(E, self.centres, self.gamma) @ self.whiten, E])
+
+    def novelty(self, E: FloatArray) -> FloatArray:
+        return _novelty(E, self.centres, self.gamma)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +126,7 @@ class _Selection:
     alpha: float
     metric: _Metric
     oof: FloatArray  # out-of-fold estimates at the chosen settings (clipped)
+    novelty: FloatArray  # out-of-fold novelty (`_novelty`) at the chosen settings
 
 
 def _select(
@@ -142,6 +147,7 @@ def _select(
         for g in settings.gamma_grid
     ]
     oof = np.zeros((len(grid), len(alphas), len(y)))
+    novelty = np.zeros((len(grid), len(y)))
     for fold in np.unique(folds):
         test = folds == fold
         train = ~test
@@ -159,12 +165,14 @@ def _select(
             )
             A_train = basis.design_matrix(basis.embed(F[train]))
             coef, a_mean, y_mean = _ridge_path(A_train, y[train], alphas)
-            A_test = basis.design_matrix(basis.embed(F[test]))
+            E_test = basis.embed(F[test])
+            A_test = basis.design_matrix(E_test)
             oof[g][:, test] = ((A_test - a_mean) @ coef + y_mean).clip(*clip).T
+            novelty[g, test] = basis.novelty(E_test)
     mae = np.abs(oof - y).mean(axis=2)
     best = int(np.argmin(mae))
     g, a = divmod(best, len(alphas))
-    return _Selection(grid[g][1], alphas[a], grid[g][0], oof[g, a])
+    return _Selection(grid[g][1], alphas[a], grid[g][0], oof[g, a], novelty[g])
 
 
 def _sigma_curve(
@@ -193,6 +201,66 @@ def _sigma_curve(
     q90 = float(np.quantile(resid / shape, 0.9)) * _few_cells_factor(n_cells)
     values = np.maximum(level * q90 / Z90, 1e-4)
     return knots, values
+
+
+def _increasing(y: FloatArray, w: FloatArray) -> FloatArray:
+    """The weighted least-squares non-decreasing fit to y (pool adjacent violators): the
+    weighted mean is kept, where a running maximum would raise it."""
+    blocks: list[tuple[float, float, int]] = []  # (mean, weight, length)
+    for v, wt in zip(y.tolist(), w.tolist(), strict=True):
+        blocks.append((v, wt, 1))
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (m2, w2, n2), (m1, w1, n1) = blocks.pop(), blocks.pop()
+            total = w1 + w2
+            mean = (m1 * w1 + m2 * w2) / total if total > 0 else 0.5 * (m1 + m2)
+            blocks.append((mean, total, n1 + n2))
+    return np.repeat([b[0] for b in blocks], [b[2] for b in blocks]).astype(np.float64)
+
+
+def _novelty_curve(
+    novelty: FloatArray,
+    z: FloatArray,
+    n_cells: int,
+    quantiles: tuple[float, ...],
+    min_cells: int,
+) -> tuple[FloatArray, FloatArray]:
+    """How much to widen sigma as a row gets unlike the training rows, from inner out-of-fold
+    novelty and standardised errors z = (truth - estimate) / sigma: the mean |z| in novelty bins
+    (edges at `quantiles`) over the overall mean |z|, shrunk towards 1 (a prior as strong as
+    the smallest bin), made non-decreasing (`_increasing`) and never below 1.
+
+    Widen only: the sigma curve is calibrated over all rows, so narrowing the ordinary rows to
+    pay for the novel ones would rest on the few cells in the top bin (tried in session 6: it
+    narrowed the ordinary rows of the small designs below 0.87 coverage). Knots at the bins'
+    median novelty; empty arrays (no widening) below `min_cells` cells or without bins."""
+    empty = np.zeros(0)
+    if n_cells < min_cells or not quantiles or len(z) == 0:
+        return empty, empty
+    a = np.abs(z)
+    overall = float(a.mean())
+    if overall <= 0.0:
+        return empty, empty
+    edges = np.quantile(novelty, (0.0, *quantiles, 1.0))
+    bins = len(edges) - 1
+    which = np.clip(np.searchsorted(edges, novelty, side="right") - 1, 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    prior_rows = max(1.0, float(np.diff((0.0, *quantiles, 1.0)).min()) * len(a))
+    ratio = (np.bincount(which, a, bins) + prior_rows * overall) / (counts + prior_rows) / overall
+    knots = np.array(
+        [
+            float(np.median(novelty[which == b])) if counts[b] else float(edges[b])
+            for b in range(bins)
+        ]
+    )
+    # weighted by rows + prior, the shrunk ratios average exactly 1: no widening unless some
+    # bin's errors stand out
+    factors = _increasing(ratio, (counts + prior_rows).astype(np.float64))
+    factors = np.where(factors > 1.0 + 1e-9, factors, 1.0)
+    knots, unique = np.unique(knots, return_index=True)
+    factors = factors[unique]
+    if np.all(factors == 1.0):
+        return empty, empty
+    return knots, factors
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +300,15 @@ def _fit_kernel_design(
     sel = _select(F, soh, folds, clip, settings, ocv_column)
     knots, values = _sigma_curve(sel.oof, soh, settings.sigma_bins, n_cells)
     oof_sigma = np.interp(sel.oof, knots, values)
+    novelty_knots, novelty_factors = _novelty_curve(
+        sel.novelty,
+        (soh - sel.oof) / oof_sigma,
+        n_cells,
+        settings.novelty_quantiles,
+        settings.novelty_min_cells,
+    )
+    if len(novelty_knots):
+        oof_sigma = oof_sigma * np.interp(sel.novelty, novelty_knots, novelty_factors)
     err = np.abs(sel.oof - soh)
 
     basis = _basis(
@@ -288,6 +365,8 @@ def _fit_kernel_design(
         sigma_knots=knots,
         sigma_values=values,
         summary=summary,
+        novelty_knots=novelty_knots,
+        novelty_factors=novelty_factors,
     )
     return _KernelFit(model, rows, sel.oof, oof_sigma)
 

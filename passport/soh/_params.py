@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from dataclasses import field as _field
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from passport.soh._base import (
     BoolArray,
     FloatArray,
     SohModelError,
-    _rbf,
+    _sq_dist,
 )
 from passport.soh.features import (
     FEATURE_NAMES,
@@ -63,7 +64,9 @@ class DesignModel:
 
     features: z = (features(U)[names] - mean) / scale; e = z @ projection;
     soh = exp(-gamma |e - centre|^2) @ rbf_weights + e @ linear_weights + intercept, clipped;
-    sigma = interp(soh, sigma_knots, sigma_values).
+    sigma = interp(soh, sigma_knots, sigma_values), times interp(novelty, novelty_knots,
+    novelty_factors) when the model has novelty knots, where novelty = min over the centres of
+    gamma |e - centre|^2 (a row unlike the training rows gets a wider sigma).
 
     by_width: models of one pulse width each (width_range_ms = (w, w)), with no by_width of
     their own; a row whose width is one of theirs (`same_width`) is estimated by that model,
@@ -92,6 +95,9 @@ class DesignModel:
     # correlation of the standardised errors of two rows of one cell (inner out-of-fold, within
     # physical cells): how much combining a cell's rows narrows sigma; 1 = not at all
     row_correlation: float = 1.0
+    # sigma's widening with novelty (increasing knots, factors); empty: none
+    novelty_knots: FloatArray = _field(default_factory=lambda: np.zeros(0))
+    novelty_factors: FloatArray = _field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self) -> None:
         for name in _ARRAYS:
@@ -134,10 +140,15 @@ class DesignModel:
         F = features(U, rated_ah, width_ms)[:, [FEATURE_NAMES.index(n) for n in self.feature_names]]
         E = ((F - self.feature_mean) / self.feature_scale) @ self.projection
         soh = E @ self.linear_weights + self.intercept
+        d2 = _sq_dist(E, self.centres) if len(self.centres) else np.zeros((len(E), 0))
         if len(self.centres):
-            soh += _rbf(E, self.centres, self.gamma) @ self.rbf_weights
+            soh += np.exp(-self.gamma * d2) @ self.rbf_weights
         soh = np.clip(soh, *self.soh_clip)
-        return soh, np.interp(soh, self.sigma_knots, self.sigma_values)
+        sigma = np.interp(soh, self.sigma_knots, self.sigma_values)
+        if len(self.novelty_knots):
+            novelty = self.gamma * d2.min(1)
+            sigma *= np.interp(novelty, self.novelty_knots, self.novelty_factors)
+        return soh, sigma
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -164,6 +175,8 @@ class DesignModel:
             },
             "by_width": [m.to_dict() for m in self.by_width],
             "row_correlation": self.row_correlation,
+            "novelty_knots": self.novelty_knots.tolist(),
+            "novelty_factors": self.novelty_factors.tolist(),
         }
 
     @classmethod
@@ -194,6 +207,9 @@ class DesignModel:
                 by_width=tuple(cls.from_dict(m) for m in d["by_width"]),
                 # absent in files written before it existed: rows combined without narrowing
                 row_correlation=d.get("row_correlation", 1.0),
+                # absent in files written before it existed: no widening with novelty
+                novelty_knots=np.array(d.get("novelty_knots", []), dtype=np.float64),
+                novelty_factors=np.array(d.get("novelty_factors", []), dtype=np.float64),
             )
         except SohModelError:
             raise
@@ -272,6 +288,8 @@ def _check_design(m: DesignModel) -> None:
         "rbf_weights": m.rbf_weights.shape == (m.centres.shape[0] if m.centres.ndim else -1,),
         "sigma_knots": m.sigma_knots.ndim == 1 and len(m.sigma_knots) >= 1,
         "sigma_values": m.sigma_values.shape == m.sigma_knots.shape,
+        "novelty_knots": m.novelty_knots.ndim == 1,
+        "novelty_factors": m.novelty_factors.shape == m.novelty_knots.shape,
     }
     for field, ok in shapes.items():
         if not ok:
@@ -300,6 +318,13 @@ def _check_design(m: DesignModel) -> None:
         raise fail("sigma_values", "must be positive")
     if not np.all(np.diff(m.sigma_knots) > 0):
         raise fail("sigma_knots", "must be increasing")
+    if len(m.novelty_knots):
+        if not len(m.centres):
+            raise fail("novelty_knots", "need RBF centres (novelty is the distance to them)")
+        if not (np.all(np.diff(m.novelty_knots) > 0) and m.novelty_knots[0] >= 0):
+            raise fail("novelty_knots", "must be increasing and not negative")
+        if not np.all(m.novelty_factors > 0):
+            raise fail("novelty_factors", "must be positive")
     unknown = set(m.feature_names) - set(FEATURE_NAMES)
     if unknown:
         raise fail("feature_names", f"has unknown features {sorted(unknown)}")
@@ -319,7 +344,7 @@ def _check_design(m: DesignModel) -> None:
 
 _ARRAYS = (
     "feature_mean", "feature_scale", "projection", "centres", "rbf_weights", "linear_weights",
-    "sigma_knots", "sigma_values",
+    "sigma_knots", "sigma_values", "novelty_knots", "novelty_factors",
 )  # fmt: skip
 
 
