@@ -83,104 +83,6 @@ def _print_designs(summary: dict[str, dict[str, object]]) -> None:
         )
 
 
-@app.command("show")
-@handle_errors
-def show(
-    model_path: Annotated[
-        Path, typer.Argument(metavar="MODEL", help="Model file from 'passport soh fit'.")
-    ],
-    json_out: Json = False,
-) -> None:
-    """What a model file covers, before a line relies on it.
-
-    Per design: the cells and rows it was trained on and their SoH range, its cross-validated
-    MAE and 90 % coverage (points), what input it accepts (rated capacity, pulse widths, the
-    voltage window, the U columns it needs; other rows get out-of-range, missing-features or
-    no-model), the widths with a model of their own, the row correlation that --per-cell and
-    the intake use to combine a cell's rows, and how far sigma widens for a row unlike every
-    training row ('wider', at most; '-' never). Also the designs its pooled prior was fitted
-    on ('passport soh calibrate' needs one).
-    """
-    model = load_model(model_path)
-    summary = model_summary(model)
-    prior = [] if model.prior is None else list(model.prior.designs)
-    if json_out:
-        emit_json({"model": str(model_path), "designs": summary, "prior_designs": prior})
-    # no vertical rules, one space between columns: nine columns fit an 80-column terminal
-    table = Table(
-        title=f"{model_path}: {len(summary)} designs",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        collapse_padding=True,
-        pad_edge=False,
-    )
-    table.add_column("design", no_wrap=True)
-    for column in ("Ah", "widths ms", "volts", "needs", "cells", "CV MAE", "cov90", "wider"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for name, m in model.models.items():
-        lo_w, hi_w = m.width_range_ms
-        widths = f"{lo_w:g}-{hi_w:g}" if lo_w != hi_w else f"{lo_w:g}"
-        if m.by_width:
-            widths += f" ({len(m.by_width)} own)"
-        needs = f"U{m.u_columns[0] + 1}-U{m.u_columns[-1] + 1}" if m.u_columns else "-"
-        wider = float(summary[name]["novelty_widening_max"])  # type: ignore[arg-type]
-        table.add_row(
-            name, f"{m.rated_ah:g}", widths, f"{m.u_window[0]:.2f}-{m.u_window[1]:.2f}", needs,
-            str(m.summary.n_cells), f"{100 * m.summary.cv_mae:.2f}",
-            f"{m.summary.cv_coverage:.3f}", f"x{wider:.2f}" if wider > 1.0 else "-",
-        )  # fmt: skip
-    err.print(table)
-    err.print(
-        "pooled prior: " + (", ".join(prior) if prior else "none (a one-design model)"),
-        markup=False,
-    )
-
-
-@app.command("calibrate")
-@handle_errors
-def calibrate(
-    table_path: Annotated[
-        Path,
-        typer.Argument(
-            metavar="NEW.csv",
-            help="Calibration cells of new designs: a feature table with measured 'soh'.",
-        ),
-    ],
-    model_path: ModelPath,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (JSON).")],
-    replace: Annotated[
-        bool,
-        typer.Option(
-            "--replace", help="Recalibrate designs the model already has from these cells alone."
-        ),
-    ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
-    json_out: Json = False,
-) -> None:
-    """Add new designs to a model from a few calibration cells each, without its training data.
-
-    Each design in NEW is calibrated through the model's pooled prior (a linear model fitted
-    across the designs the model was trained on): from 1 cell its coefficients lean on the
-    prior; from 5 cells a kernel model is fitted too and whichever cross-validates better on
-    these cells is kept. Calibrate with at least 3 cells (README: 'New designs'); expect a wide
-    sigma until about 10. The other designs are kept exactly as they are. Then check the result
-    on cells you did not calibrate with: 'passport soh evaluate'.
-    """
-    if out.exists() and not force:
-        raise InputError("already exists (use --force to overwrite)", source=str(out))
-    model = load_model(model_path)
-    with progress_steps("calibrating designs") as advance:
-        updated = calibrate_csv(model, table_path, replace=replace, on_progress=advance)
-    save_model(updated, out)
-    added = sorted(d for d in updated.models if updated.models[d] is not model.models.get(d))
-    summary = {d: info for d, info in model_summary(updated).items() if d in added}
-    if json_out:
-        emit_json({"model": str(out), "calibrated": summary})
-    _print_designs(summary)
-    err.print(f"wrote {out} ({len(updated.models)} designs, {len(added)} calibrated)", markup=False)
-
-
 @app.command("estimate")
 @handle_errors
 def estimate(
@@ -331,6 +233,104 @@ def evaluate(
                 )  # fmt: skip
         err.print(cells)
         _print_mean("mean over designs, per cell", result.mean_per_cell)
+
+
+@app.command("calibrate")
+@handle_errors
+def calibrate(
+    table_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="NEW.csv",
+            help="Calibration cells of new designs: a feature table with measured 'soh'.",
+        ),
+    ],
+    model_path: ModelPath,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (JSON).")],
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Recalibrate designs the model already has from these cells alone."
+        ),
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out.")] = False,
+    json_out: Json = False,
+) -> None:
+    """Add new designs to a model from a few calibration cells each, without its training data.
+
+    Each design in NEW is calibrated through the model's pooled prior (a linear model fitted
+    across the designs the model was trained on): from 1 cell its coefficients lean on the
+    prior; from 5 cells a kernel model is fitted too and whichever cross-validates better on
+    these cells is kept. Calibrate with at least 3 cells (README: 'New designs'); expect a wide
+    sigma until about 10. The other designs are kept exactly as they are. Then check the result
+    on cells you did not calibrate with: 'passport soh evaluate'.
+    """
+    if out.exists() and not force:
+        raise InputError("already exists (use --force to overwrite)", source=str(out))
+    model = load_model(model_path)
+    with progress_steps("calibrating designs") as advance:
+        updated = calibrate_csv(model, table_path, replace=replace, on_progress=advance)
+    save_model(updated, out)
+    added = sorted(d for d in updated.models if updated.models[d] is not model.models.get(d))
+    summary = {d: info for d, info in model_summary(updated).items() if d in added}
+    if json_out:
+        emit_json({"model": str(out), "calibrated": summary})
+    _print_designs(summary)
+    err.print(f"wrote {out} ({len(updated.models)} designs, {len(added)} calibrated)", markup=False)
+
+
+@app.command("show")
+@handle_errors
+def show(
+    model_path: Annotated[
+        Path, typer.Argument(metavar="MODEL", help="Model file from 'passport soh fit'.")
+    ],
+    json_out: Json = False,
+) -> None:
+    """What a model file covers, before a line relies on it.
+
+    Per design: the cells and rows it was trained on and their SoH range, its cross-validated
+    MAE and 90 % coverage (points), what input it accepts (rated capacity, pulse widths, the
+    voltage window, the U columns it needs; other rows get out-of-range, missing-features or
+    no-model), the widths with a model of their own, the row correlation that --per-cell and
+    the intake use to combine a cell's rows, and how far sigma widens for a row unlike every
+    training row ('wider', at most; '-' never). Also the designs its pooled prior was fitted
+    on ('passport soh calibrate' needs one).
+    """
+    model = load_model(model_path)
+    summary = model_summary(model)
+    prior = [] if model.prior is None else list(model.prior.designs)
+    if json_out:
+        emit_json({"model": str(model_path), "designs": summary, "prior_designs": prior})
+    # no vertical rules, one space between columns: nine columns fit an 80-column terminal
+    table = Table(
+        title=f"{model_path}: {len(summary)} designs",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    table.add_column("design", no_wrap=True)
+    for column in ("Ah", "widths ms", "volts", "needs", "cells", "CV MAE", "cov90", "wider"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for name, m in model.models.items():
+        lo_w, hi_w = m.width_range_ms
+        widths = f"{lo_w:g}-{hi_w:g}" if lo_w != hi_w else f"{lo_w:g}"
+        if m.by_width:
+            widths += f" ({len(m.by_width)} own)"
+        needs = f"U{m.u_columns[0] + 1}-U{m.u_columns[-1] + 1}" if m.u_columns else "-"
+        wider = float(summary[name]["novelty_widening_max"])  # type: ignore[arg-type]
+        table.add_row(
+            name, f"{m.rated_ah:g}", widths, f"{m.u_window[0]:.2f}-{m.u_window[1]:.2f}", needs,
+            str(m.summary.n_cells), f"{100 * m.summary.cv_mae:.2f}",
+            f"{m.summary.cv_coverage:.3f}", f"x{wider:.2f}" if wider > 1.0 else "-",
+        )  # fmt: skip
+    err.print(table)
+    err.print(
+        "pooled prior: " + (", ".join(prior) if prior else "none (a one-design model)"),
+        markup=False,
+    )
 
 
 def _print_mean(label: str, m: dict[str, float]) -> None:

@@ -400,6 +400,10 @@ def test_help_describes_the_commands_and_their_columns() -> None:
     assert group.exit_code == 0
     for word in ("fit", "estimate", "design", "rated_ah", "pulse_width_ms", "cell_id", "U1"):
         assert word in group.stdout, word
+    # the commands in the order of the work: train, estimate, check, extend, inspect
+    listed = [line.split()[1] for line in group.stdout.splitlines() if line.startswith("│ ")]
+    commands = [c for c in listed if c in ("fit", "estimate", "evaluate", "calibrate", "show")]
+    assert commands == ["fit", "estimate", "evaluate", "calibrate", "show"]
     fit = run("soh", "fit", "--help")
     assert fit.exit_code == 0
     for word in ("--out", "--force", "--json", "soh", "model"):
