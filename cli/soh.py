@@ -128,7 +128,9 @@ def estimate(
     runs) also get one combined SoH, as 'passport intake' measures a cell: inverse-variance
     mean of the rows that gave an estimate, its sigma narrowed only as far as the design's
     row correlation (stored in the model) allows. Streams in chunks: any input size, bounded
-    memory.
+    memory. So on stdout a file that fails part-way (exit 2, e.g. a trace cell that comes back
+    after other cells) leaves the rows before the failure; with --out the file appears only
+    when every row is written.
     """
     if threshold <= 0:
         raise typer.BadParameter("must be positive", param_hint="--threshold")

@@ -553,3 +553,27 @@ def test_per_cell_runs_across_chunks_are_held_back_and_combined(
     assert [r["line"] for r in capped] == [r["line"] for r in whole]
     assert max(int(r["cell_rows"]) for r in capped) <= 3
     assert any(a["cell_rows"] != b["cell_rows"] for a, b in zip(whole, capped, strict=True))
+
+
+def test_stdout_keeps_the_rows_before_a_failure_found_later_in_the_file(
+    model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streaming to stdout cannot take rows back: a file that fails part-way (bad UTF-8 on row
+    60, chunks of 16 rows) exits 2 naming the file, after the header and the rows of the chunks
+    before the failing one, as the whole good file gives them (as --help says)."""
+    write_cells(tmp_path / "good.csv", 80, seed=33)
+    good = run("soh", "estimate", "-m", model_file, tmp_path / "good.csv")
+    assert good.exit_code == 0
+    _late_bad_utf8(tmp_path, model_file)
+    monkeypatch.setattr(
+        soh_tables, "read_pulse_csv", functools.partial(read_pulse_csv, chunk_rows=16)
+    )
+    result = run("soh", "estimate", "-m", model_file, tmp_path / "bad.csv")
+    assert_one_line_error(result, "bad.csv")
+    written = result.stdout.splitlines()
+    assert len(written) == 1 + 48  # the header, then three whole chunks (row 60 is in the 4th)
+    got = list(csv.DictReader(io.StringIO(result.stdout)))
+    want = list(csv.DictReader(io.StringIO(good.stdout)))[: len(got)]
+    assert [(r["line"], r["cell_id"]) for r in got] == [(r["line"], r["cell_id"]) for r in want]
+    for a, b in zip(got, want, strict=True):  # float32 blocks of another size: within 1e-4
+        assert float(a["soh"]) == pytest.approx(float(b["soh"]), abs=1e-4)
