@@ -111,7 +111,8 @@ def estimate(
         typer.Option(
             "--per-cell",
             help="Also give every row its cell's SoH from all consecutive rows of that cell "
-            "(the pulse widths of one test): cell_soh, cell_soh_sigma, cell_rows.",
+            "(the pulse widths of one test; with a soc_pct column, of one soc_pct too): "
+            "cell_soh, cell_soh_sigma, cell_rows.",
         ),
     ] = False,
     json_out: Json = False,
@@ -125,12 +126,13 @@ def estimate(
     posterior_sigma. A trace file gives one row per cell, or per cell and run when it has a
     run column (a cell's protocol runs as separate blocks), with width_ms and rated_ah. With
     --per-cell, consecutive rows of one cell_id (a test at several pulse widths, or a cell's
-    runs) also get one combined SoH, as 'passport intake' measures a cell: inverse-variance
-    mean of the rows that gave an estimate, its sigma narrowed only as far as the design's
-    row correlation (stored in the model) allows. Streams in chunks: any input size, bounded
-    memory. So on stdout a file that fails part-way (exit 2, e.g. a trace cell that comes back
-    after other cells) leaves the rows before the failure; with --out the file appears only
-    when every row is written.
+    runs; in a table with soc_pct, consecutive rows with the same soc_pct as well, so that a
+    cell's tests at several states of charge stay apart) also get one combined SoH, as 'passport
+    intake' measures a cell: inverse-variance mean of the rows that gave an estimate, its sigma
+    narrowed only as far as the design's row correlation (stored in the model) allows. Streams
+    in chunks: any input size, bounded memory. So on stdout a file that fails part-way (exit 2,
+    e.g. a trace cell that comes back after other cells) leaves the rows before the failure;
+    with --out the file appears only when every row is written.
     """
     if threshold <= 0:
         raise typer.BadParameter("must be positive", param_hint="--threshold")
@@ -175,7 +177,8 @@ def evaluate(
         typer.Option(
             "--per-cell",
             help="Also score each run of consecutive rows of one cell_id (the pulse widths of "
-            "one test) as one SoH, combined as 'passport intake' measures a cell.",
+            "one test; with a soc_pct column, of one soc_pct too) as one SoH, combined as "
+            "'passport intake' measures a cell.",
         ),
     ] = False,
     json_out: Json = False,
@@ -190,8 +193,11 @@ def evaluate(
     model cannot estimate are counted by error code, rows without a usable 'soh' as no-soh or
     soh-out-of-range (a fraction is expected: 0.85, not 85). With --per-cell, each run of
     consecutive rows of one cell_id also counts as one estimate, combined as the intake combines
-    a test's pulse widths, against the mean measured SoH of its rows (rows of different tests
-    of a cell need another cell between them). Cells the model was trained on score better
+    a test's pulse widths, against the mean measured SoH of its rows. A table with soc_pct
+    splits a cell's runs where soc_pct changes (each state of charge is a test of its own);
+    without one, rows of different tests of a cell need another cell between them. A table
+    sorted by width before state of charge has no two rows of a test in a row: it scores
+    per row ('rows/run' 1.0). Cells the model was trained on score better
     than new cells will. Streams: any table size, bounded memory.
     """
     model = load_model(model_path)
@@ -220,9 +226,7 @@ def evaluate(
         return
     _print_mean("mean over designs", result.mean)
     if result.mean_per_cell is not None:
-        cells = Table(
-            title="per cell: runs of consecutive rows of one cell_id", title_justify="left"
-        )
+        cells = Table(title="per cell: runs of consecutive rows of one test", title_justify="left")
         cells.add_column("design", no_wrap=True)
         for column in ("runs", "rows/run", "MAE", "P95", "bias", "cov90"):
             cells.add_column(column, justify="right")

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from passport.soh import combine, combine_runs
+from passport.soh.combine import run_keys, run_starts
 
 
 def test_one_row_is_returned_unchanged() -> None:
@@ -130,3 +131,29 @@ def test_runs_match_combine_at_any_correlation(
     assert got_sd[0] == pytest.approx(want[1], rel=1e-9)
     # never tighter than independent rows, never wider than fully correlated ones
     assert combine(s, sd, 0.0)[1] - 1e-12 <= want[1] <= combine(s, sd, 1.0)[1] + 1e-12
+
+
+RUN_KEY_CASES = [
+    ("no-soc-column", ["a", "a", "b"], None, [True, False, True]),
+    (
+        "soc-splits-a-cell",
+        ["a", "a", "a", "a"],
+        ["30", "30", "60", "60"],
+        [True, False, True, False],
+    ),
+    ("empty-soc-joins-by-cell", ["a", "a", "b"], ["", "", ""], [True, False, True]),
+    ("same-soc-other-cell", ["a", "b"], ["30", "30"], [True, True]),
+    ("empty-cell-id-alone", ["", "", "a"], ["30", "30", "30"], [True, True, True]),
+    ("soc-back-again-is-new", ["a", "a", "a"], ["30", "60", "30"], [True, True, True]),
+]
+
+
+@pytest.mark.parametrize(
+    ("cells", "socs", "starts"),
+    [c[1:] for c in RUN_KEY_CASES],
+    ids=[c[0] for c in RUN_KEY_CASES],
+)
+def test_run_keys_split_a_cells_rows_by_state_of_charge(
+    cells: list[str], socs: list[str] | None, starts: list[bool]
+) -> None:
+    assert run_starts(run_keys(cells, socs)).tolist() == starts

@@ -261,3 +261,35 @@ def test_p95_from_the_histogram_is_within_half_a_bin_of_the_exact_one(errors: li
     acc.add(truth, np.array(errors), np.ones(len(errors)))
     exact = float(np.quantile(np.array(errors), 0.95))
     assert abs(acc.p95() - exact) <= _BIN / 2 + 1e-12
+
+
+def test_a_cells_tests_at_two_states_of_charge_are_scored_apart(model_file: Path) -> None:
+    """A lab table lists a cell's tests one after another: with soc_pct, consecutive rows of a
+    cell split where soc_pct changes (two tests of two rows each here), in evaluate and in
+    estimate alike; without the column the four rows are one run."""
+    rows = read_csv(_tested_twice(Path("twice.csv"), 20))
+    four = []
+    for i in range(0, len(rows), 2):
+        for soc in ("30", "60"):
+            four += [{**rows[i], "soc_pct": soc}, {**rows[i + 1], "soc_pct": soc}]
+    with open("socs.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, HEADER, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(four)
+    result = run("soh", "evaluate", "--model", model_file, "socs.csv", "--per-cell", "--json")
+    assert result.exit_code == 0, result.stderr
+    cells = json.loads(result.stdout)["designs"][DESIGN]["per_cell"]
+    assert cells["estimated"] == 40
+    assert cells["rows_per_cell"] == 2.0
+    done = run("soh", "estimate", "-m", model_file, "socs.csv", "--per-cell", "-o", "e.csv")
+    assert done.exit_code == 0
+    assert {r["cell_rows"] for r in read_csv(Path("e.csv"))} == {"2"}
+    with open("nosoc.csv", "w", newline="", encoding="utf-8") as fh:
+        no_soc = [h for h in HEADER if h != "soc_pct"]
+        writer = csv.DictWriter(fh, no_soc, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(four)
+    result = run("soh", "evaluate", "--model", model_file, "nosoc.csv", "--per-cell", "--json")
+    cells = json.loads(result.stdout)["designs"][DESIGN]["per_cell"]
+    assert cells["estimated"] == 20
+    assert cells["rows_per_cell"] == 4.0

@@ -10,6 +10,8 @@ file from before rho) it is the weighted mean of the rows' sigmas.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -81,6 +83,22 @@ def combine_runs(
         mean[none] = np.nan
         spread[none] = np.nan
     return mean[run], spread[run], count[run]
+
+
+def run_keys(cell_id: npt.ArrayLike, soc_pct: npt.ArrayLike | None = None) -> npt.NDArray[Any]:
+    """What consecutive rows must share to be one test: the cell id, and where the table
+    records the state of charge, the same `soc_pct` text too (a lab table lists a cell's tests
+    at several states of charge one after another, and each is a test of its own; rows
+    without one are joined by cell id alone). Never an input to the estimate. An empty cell
+    id stays empty (a run of its own)."""
+    ids = np.asarray(cell_id, dtype=object)
+    if soc_pct is None:
+        return ids
+    socs = np.asarray(soc_pct, dtype=object).tolist()
+    return np.array(
+        [c if c == "" else f"{c}\x1f{s}" for c, s in zip(ids.tolist(), socs, strict=True)],
+        dtype=object,
+    )
 
 
 def run_starts(cell_id: npt.ArrayLike) -> npt.NDArray[np.bool_]:

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from passport.errors import InputError
 from passport.soh._base import Z90, FloatArray
-from passport.soh.combine import combine_runs, run_starts, trailing_run_start
+from passport.soh.combine import combine_runs, run_keys, run_starts, trailing_run_start
 from passport.soh.features import physical_cell
 from passport.soh.io import read_pulse_csv
 from passport.soh.model import SohModel
@@ -109,9 +109,10 @@ def evaluate_csv(
     """Score `model` on a feature table (CSV or Parquet) with a measured `soh` column (fraction).
     Rows that cannot be estimated are counted by error code, as are rows without a usable
     measured SoH (`no-soh`, `soh-out-of-range`); only the others are scored. `per_cell` also
-    scores each run of consecutive rows of one cell id (the pulse widths of one test) as one
-    estimate, combined from its scored rows as `passport intake` measures a cell
-    (`combine_runs`), against the mean measured SoH of those rows: `per_cell` per design.
+    scores each run of consecutive rows of one cell id (the pulse widths of one test; with a
+    soc_pct column, of one soc_pct too: `run_keys`) as one estimate, combined from its scored
+    rows as `passport intake` measures a cell (`combine_runs`), against the mean measured SoH
+    of those rows: `per_cell` per design.
     `on_progress(n)`: n more input lines read."""
     label = str(source)
     header = {h.strip() for h in sniff_header(source)}
@@ -151,7 +152,7 @@ def evaluate_csv(
             acc.cells.update(physical_cell(name, c) for c in chunk.cell_id[scored].tolist())
         if per_cell:
             columns = {
-                "cell_id": chunk.cell_id.astype(object),
+                "_run": run_keys(chunk.cell_id, chunk.soc_pct),
                 "design": chunk.design.astype(object),
                 "soh": np.where(ok, est.soh, np.nan),
                 "sigma": np.where(ok, est.soh_sigma, np.nan),
@@ -159,7 +160,7 @@ def evaluate_csv(
             }
             if held is not None:
                 columns = {k: np.concatenate([held[k], v]) for k, v in columns.items()}
-            last = trailing_run_start(columns["cell_id"], PER_CELL_MAX_ROWS)
+            last = trailing_run_start(columns["_run"], PER_CELL_MAX_ROWS)
             held = {k: v[last:] for k, v in columns.items()}
             _score_runs({k: v[:last] for k, v in columns.items()}, model, by_cell)
         if on_progress is not None and len(chunk):
@@ -195,8 +196,9 @@ def _points(x: float) -> float:
 def _score_runs(
     columns: dict[str, npt.NDArray[Any]], model: SohModel, by_cell: dict[str, _Design]
 ) -> None:
-    """Each complete run of consecutive rows of one cell id, combined, as one scored estimate."""
-    ids = columns["cell_id"]
+    """Each complete run of consecutive rows of one test (`run_keys`), combined, as one scored
+    estimate."""
+    ids = columns["_run"]
     if not len(ids):
         return
     rho = np.array([model.row_correlation(d) for d in columns["design"].tolist()])

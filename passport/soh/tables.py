@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from passport.soh.check import Ageing, check_claims
-from passport.soh.combine import combine_runs, trailing_run_start
+from passport.soh.combine import combine_runs, run_keys, trailing_run_start
 from passport.soh.features import U_COLUMNS
 from passport.soh.io import CLAIM_COLUMNS, EstimateWriter, PulseChunk, read_pulse_csv
 from passport.soh.model import ERR_MISSING, SohModel
@@ -72,8 +72,9 @@ def estimate_csv(
     an output CSV, one row per input row (per cell for traces), in input order. `out=None`
     writes to stdout. Optional claim columns (`claimed_soh`, ...) add the passport check.
     `design` fills an empty or absent design column of a trace file. `per_cell` adds the SoH
-    of each run of consecutive rows with the same cell id (the widths of one test) from its
-    rows that gave an estimate (`combine_runs`): cell_soh, cell_soh_sigma, cell_rows; a run
+    of each run of consecutive rows with the same cell id (the widths of one test; in a table
+    with soc_pct, the same soc_pct too: `run_keys`) from its rows that gave an estimate
+    (`combine_runs`): cell_soh, cell_soh_sigma, cell_rows; a run
     is held back until the next chunk shows where it ends (at most PER_CELL_MAX_ROWS rows).
     `on_progress(n)` after each chunk: n more input lines read (the unit of a line count of the
     file, for traces too; a trace chunk's last block is counted with the next chunk)."""
@@ -103,9 +104,12 @@ def estimate_csv(
                     columns["run"] = chunk.run
                 columns["rated_ah"] = chunk.rated_ah
             if per_cell:
+                # a trace cell's runs are the widths of one test; a table's tests are told
+                # apart by soc_pct when it has one
+                columns["_run"] = run_keys(chunk.cell_id, None if traces else chunk.soc_pct)
                 if held is not None:
                     columns = {k: np.concatenate([held[k], v]) for k, v in columns.items()}
-                last = trailing_run_start(columns["cell_id"], PER_CELL_MAX_ROWS)
+                last = trailing_run_start(columns["_run"], PER_CELL_MAX_ROWS)
                 held = {k: v[last:] for k, v in columns.items()}
                 columns = _with_cell_columns({k: v[:last] for k, v in columns.items()}, model)
             writer.write(columns)
@@ -130,9 +134,7 @@ def _with_cell_columns(
     columns: dict[str, npt.NDArray[np.generic]], model: SohModel
 ) -> dict[str, npt.NDArray[np.generic]]:
     row_rho = np.array([model.row_correlation(d) for d in columns["design"].tolist()])
-    soh, sigma, rows = combine_runs(
-        columns["cell_id"], columns["soh"], columns["soh_sigma"], row_rho
-    )
+    soh, sigma, rows = combine_runs(columns["_run"], columns["soh"], columns["soh_sigma"], row_rho)
     return {**columns, "cell_soh": soh, "cell_soh_sigma": sigma, "cell_rows": rows}
 
 
