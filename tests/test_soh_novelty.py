@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from passport.soh._base import _novelty
 from passport.soh._kernel import _increasing, _novelty_curve
@@ -94,6 +96,27 @@ def test_increasing_is_the_weighted_monotone_fit(
     got = _increasing(np.array(y), np.array(w))
     assert np.allclose(got, want)
     assert np.isclose(got @ np.array(w), np.array(y) @ np.array(w))  # weighted mean kept
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(-1e3, 1e3, allow_nan=False), st.floats(1e-3, 1e3, allow_nan=False)),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_increasing_is_monotone_keeps_the_weighted_mean_and_fixes_sorted_input(
+    pairs: list[tuple[float, float]],
+) -> None:
+    y, w = (np.array(v) for v in zip(*pairs, strict=True))
+    got = _increasing(y, w)
+    assert got.shape == y.shape
+    assert np.all(np.diff(got) >= -1e-9 * (1 + np.abs(got[1:])))
+    assert got @ w == pytest.approx(y @ w, rel=1e-9, abs=1e-6)
+    assert np.allclose(_increasing(got, w), got)  # already monotone: unchanged
+    # no monotone fit is closer to y in weighted squares: not even the constant weighted mean
+    flat = np.full_like(y, (y @ w) / w.sum())
+    assert (got - y) ** 2 @ w <= (flat - y) ** 2 @ w * (1 + 1e-9) + 1e-9
 
 
 def _curve_input(grow: float, n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
