@@ -656,6 +656,30 @@ def test_a_bad_design_entry_is_refused_naming_the_field(
         SohModel.from_dict(d)
 
 
+UNKNOWN_FIELD_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+    ("design-entry", lambda d: d["designs"][SYN].update(sigma_shift=0.01), "sigma_shift"),
+    ("settings", lambda d: d["settings"].update(novelty_rule="rescaled"), "novelty_rule"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [c[1:] for c in UNKNOWN_FIELD_CASES],
+    ids=[c[0] for c in UNKNOWN_FIELD_CASES],
+)
+def test_a_field_this_software_does_not_know_is_refused_by_name(
+    synthetic: tuple[SohModel, Rows, np.ndarray, Rows],
+    change: Callable[[dict[str, Any]], None],
+    field: str,
+) -> None:
+    """A newer file's extra field may change what a row's estimate or sigma is: estimating
+    without it would be wrong without a word, so the file is refused, naming the field."""
+    d = copy.deepcopy(synthetic[0].to_dict())
+    change(d)
+    with pytest.raises(SohModelError, match=f"does not know: {field} .*newer version"):
+        SohModel.from_dict(d)
+
+
 BAD_SUMMARY_CASES = [
     ("n-cells-negative", "n_cells", -1),
     ("soh-min-nan", "soh_min", math.nan),

@@ -181,6 +181,12 @@ class DesignModel:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DesignModel:
+        unknown = sorted(set(d) - _DESIGN_KEYS) if isinstance(d, Mapping) else []
+        if unknown:  # a newer file: estimating without what they say would be wrong silently
+            raise SohModelError(
+                f"design {d.get('design')!r}: fields this software does not know: "
+                f"{', '.join(map(str, unknown))} (a model file from a newer version?)"
+            )
         try:
             r = len(d["linear_weights"])
             centres = np.array(d["centres"], dtype=np.float64).reshape(-1, r)
@@ -341,6 +347,15 @@ def _check_design(m: DesignModel) -> None:
     if not required_columns(available)[idx].all():
         raise fail("u_columns", "lacks U columns its features need")
 
+
+_DESIGN_KEYS = frozenset(
+    {
+        "design", "rated_ah", "width_range_ms", "u_columns", "u_window", "feature_names",
+        "feature_mean", "feature_scale", "projection", "centres", "gamma", "rbf_weights",
+        "linear_weights", "intercept", "soh_clip", "sigma_knots", "sigma_values", "summary",
+        "by_width", "row_correlation", "novelty_knots", "novelty_factors",
+    }
+)  # fmt: skip
 
 _ARRAYS = (
     "feature_mean", "feature_scale", "projection", "centres", "rbf_weights", "linear_weights",

@@ -32,7 +32,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 import numpy as np
@@ -274,6 +274,14 @@ class SohModel:
             )
         if d.get("feature_digest") != FEATURE_DIGEST:
             raise SohModelError("SoH model was trained with different feature definitions")
+        given = d.get("settings")
+        known = {f.name for f in fields(FitSettings)}
+        unknown = sorted(map(str, set(given) - known)) if isinstance(given, Mapping) else []
+        if unknown:  # a newer file: refused by name rather than as a TypeError
+            raise SohModelError(
+                f"bad SoH model: settings this software does not know: "
+                f"{', '.join(unknown)} (a model file from a newer version?)"
+            )
         try:
             raw: dict[str, Any] = dict(d["settings"])
             kwargs: dict[str, Any] = {
