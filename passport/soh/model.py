@@ -8,7 +8,9 @@ prediction = RBF(similarity to the centres) @ w + linear terms + intercept, clip
 range seen in training. The RBF width and ridge penalty are chosen by grouped cross-validation
 inside the training cells (never the test cells); the out-of-fold residuals then calibrate the
 standard deviation, as a function of the estimate, so that about 90 % of unseen cells' true
-values fall within +/- 1.645 sigma.
+values fall within +/- 1.645 sigma. Below `compare_below` cells that sigma is checked by nested
+grouped CV (the whole fit re-run without each fold of cells) and widened where the choice made
+on the inner folds flattered itself.
 
 A design measured at several pulse widths has one such model across all widths (log10 width is
 an input) and, for each width with enough cells, a model of that width alone; a row is estimated
@@ -32,7 +34,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +50,7 @@ from passport.soh._base import (
     SohModelError,
     StrArray,
     _DesignRows,
+    _few_cells_factor,
     _split,
     group_kfold,
 )
@@ -94,6 +97,19 @@ def _best_model(
     settings: FitSettings,
     strength: float | None,
 ) -> DesignModel:
+    """`_choose_model`, its sigma then checked by nested grouped CV below
+    `settings.compare_below` cells (`_nested_widening`)."""
+    model = _choose_model(name, rows, prior, settings, strength)
+    return _nested_widening(model, rows, prior, settings, strength)
+
+
+def _choose_model(
+    name: str,
+    rows: _DesignRows,
+    prior: PooledPrior | None,
+    settings: FitSettings,
+    strength: float | None,
+) -> DesignModel:
     """The kernel model (enough cells) or the prior-shrunk linear one (few cells), or both and
     the one with the lower out-of-fold MAE in grouped CV on the design's own cells."""
     n_cells = len(np.unique(rows.groups))
@@ -120,6 +136,71 @@ def _best_model(
         )
     scores = [c.summary.cv_mae if math.isfinite(c.summary.cv_mae) else math.inf for c in candidates]
     return candidates[int(np.argmin(scores))]
+
+
+def _nested_widening(
+    model: DesignModel,
+    rows: _DesignRows,
+    prior: PooledPrior | None,
+    settings: FitSettings,
+    strength: float | None,
+) -> DesignModel:
+    """With few cells the out-of-fold errors that set sigma are those of the settings (and
+    model kind) that scored best on those same folds: too small. Below `compare_below` cells
+    the whole choice is re-run without each fold of cells and scored on that fold; sigma is
+    widened (never narrowed) so that 90 % of those errors fall within +/- Z90 sigma, with the
+    few-cells t factor, and the summary's CV figures become these. Without a usable nested
+    fit (too few cells in a fold) the model is returned as it is."""
+    n_cells = len(np.unique(rows.groups))
+    if n_cells < 3 or n_cells >= settings.compare_below:
+        return model
+    folds = group_kfold(rows.groups, min(settings.inner_folds, n_cells), settings.seed)
+    design = np.full(len(rows.soh), model.design, dtype=object)
+    nested = np.full(len(rows.soh), np.nan)
+    for fold in np.unique(folds).tolist():
+        own = folds == fold
+        part = _DesignRows(*(getattr(rows, f)[~own] for f in _DesignRows.__slots__))
+        try:
+            sub = _choose_model(model.design, part, prior, settings, strength)
+        except SohModelError:
+            return model
+        nested[own] = _predict_one(sub, design[own], rows, own, settings)[0]
+    _, sigma = _predict_one(model, design, rows, np.ones(len(rows.soh), dtype=bool), settings)
+    ok = np.isfinite(nested) & np.isfinite(sigma)
+    if not ok.any():
+        return model
+    err = np.abs(nested[ok] - rows.soh[ok])
+    z90 = float(np.quantile(err / sigma[ok], 0.9))
+    factor = max(1.0, z90 * _few_cells_factor(n_cells) / Z90)
+    summary = replace(
+        model.summary,
+        cv_mae=float(err.mean()),
+        cv_p95=float(np.quantile(err, 0.95)),
+        cv_coverage=float(np.mean(err <= Z90 * factor * sigma[ok])),
+    )
+    return _widened(model, factor, summary)
+
+
+def _predict_one(
+    model: DesignModel,
+    design: npt.NDArray[Any],
+    rows: _DesignRows,
+    which: npt.NDArray[np.bool_],
+    settings: FitSettings,
+) -> tuple[FloatArray, FloatArray]:
+    soh, sigma, _ = predict_rows(
+        {model.design: compile_design(model, settings.rating_tolerance)},
+        design,
+        rows.U[which],
+        rows.rated_ah[which],
+        rows.width_ms[which],
+    )
+    return soh, sigma
+
+
+def _widened(model: DesignModel, factor: float, summary: TrainingSummary) -> DesignModel:
+    subs = tuple(_widened(m, factor, m.summary) for m in model.by_width)
+    return replace(model, sigma_values=model.sigma_values * factor, by_width=subs, summary=summary)
 
 
 # ---------------------------------------------------------------------------------------------
