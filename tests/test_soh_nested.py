@@ -4,15 +4,12 @@ folds, so their errors understate what a new cell will see."""
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 from conftest import shared_path
+from test_soh_model import Table, read_table
 
 from passport.soh._base import _DesignRows, _few_cells_factor, _split
-from passport.soh.features import U_COLUMNS, physical_cell
 from passport.soh.model import (
     Z90,
     DesignModel,
@@ -27,63 +24,44 @@ NEW = "LMO-10Ah"
 SETTINGS = FitSettings()
 
 
-@dataclass(frozen=True)
-class Rows:
-    design: np.ndarray
-    group: np.ndarray
-    rated_ah: np.ndarray
-    width_ms: np.ndarray
-    soh: np.ndarray
-    U: np.ndarray
-
-    def take(self, mask: np.ndarray) -> Rows:
-        return Rows(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
-
-    def args(self) -> tuple[np.ndarray, ...]:
-        return (self.U, self.rated_ah, self.width_ms, self.soh, self.group)
+def _args(t: Table) -> tuple[np.ndarray, ...]:
+    return (t.U, t.rated_ah, t.width_ms, t.soh, t.group)
 
 
 @pytest.fixture(scope="module")
-def dev() -> Rows:
-    with open(shared_path("data", "soh", "pulse_features_dev.csv"), newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return Rows(
-        design=np.array([r["design"] for r in rows]),
-        group=np.array([physical_cell(r["design"], r["cell_id"]) for r in rows]),
-        rated_ah=np.array([float(r["rated_ah"]) for r in rows]),
-        width_ms=np.array([float(r["pulse_width_ms"]) for r in rows]),
-        soh=np.array([float(r["soh"]) for r in rows]),
-        U=np.array([[float(r[c]) if r[c] else np.nan for c in U_COLUMNS] for r in rows]),
-    )
+def dev() -> Table:
+    return read_table(shared_path("data", "soh", "pulse_features_dev.csv").read_text("utf-8"))
 
 
 @pytest.fixture(scope="module")
-def shell(dev: Rows) -> SohModel:
+def shell(dev: Table) -> SohModel:
     """A model holding only the pooled prior of the other designs (what `soh calibrate` uses)."""
-    o = dev.take(dev.design != NEW)
-    prior = fit_pooled_prior(o.design, *o.args(), settings=SETTINGS)
+    o = dev.rows(dev.design != NEW)
+    prior = fit_pooled_prior(o.design, *_args(o), settings=SETTINGS)
     return SohModel({}, prior, SETTINGS)
 
 
-def _calibration(dev: Rows, cells: int) -> Rows:
-    new = dev.take(dev.design == NEW)
+def _calibration(dev: Table, cells: int) -> Table:
+    new = dev.rows(dev.design == NEW)
     chosen = np.unique(new.group)[:cells]
-    return new.take(np.isin(new.group, chosen))
+    return new.rows(np.isin(new.group, chosen))
 
 
-def _design_rows(rows: Rows) -> _DesignRows:
-    return _split(rows.design, *rows.args())[NEW]
+def _design_rows(rows: Table) -> _DesignRows:
+    return _split(rows.design, *_args(rows))[NEW]
 
 
-def _nested_errors_and_sigma(shell: SohModel, cal: Rows, model: SohModel) -> tuple[np.ndarray, ...]:
+def _nested_errors_and_sigma(
+    shell: SohModel, cal: Table, model: SohModel
+) -> tuple[np.ndarray, ...]:
     """The nested CV redone by hand: calibrate without each fold of cells, score that fold."""
     n_cells = len(np.unique(cal.group))
     folds = group_kfold(cal.group, min(SETTINGS.inner_folds, n_cells), SETTINGS.seed)
     nested = np.empty(len(cal.soh))
     for f in np.unique(folds):
-        part = cal.take(folds != f)
-        sub = shell.calibrate_new_design(NEW, *part.args())
-        held = cal.take(folds == f)
+        part = cal.rows(folds != f)
+        sub = shell.calibrate_new_design(NEW, *_args(part))
+        held = cal.rows(folds == f)
         nested[folds == f] = sub.predict(held.design, held.U, held.rated_ah, held.width_ms)[0]
     _, sigma, err = model.predict(cal.design, cal.U, cal.rated_ah, cal.width_ms)
     ok = (err == "") & np.isfinite(nested)
@@ -91,9 +69,9 @@ def _nested_errors_and_sigma(shell: SohModel, cal: Rows, model: SohModel) -> tup
 
 
 @pytest.mark.parametrize("cells", [5, 8, 12])
-def test_a_few_cell_sigma_covers_its_nested_errors(dev: Rows, shell: SohModel, cells: int) -> None:
+def test_a_few_cell_sigma_covers_its_nested_errors(dev: Table, shell: SohModel, cells: int) -> None:
     cal = _calibration(dev, cells)
-    model = shell.calibrate_new_design(NEW, *cal.args())
+    model = shell.calibrate_new_design(NEW, *_args(cal))
     errors, sigma = _nested_errors_and_sigma(shell, cal, model)
     # widened to the nested errors' 90 % quantile, times the few-cells t factor (>= 1)
     assert np.mean(errors <= Z90 * sigma) >= 0.9
@@ -102,11 +80,11 @@ def test_a_few_cell_sigma_covers_its_nested_errors(dev: Rows, shell: SohModel, c
     assert summary.cv_coverage == pytest.approx(np.mean(errors <= Z90 * sigma))
 
 
-def test_the_widening_only_ever_widens_and_leaves_the_estimate(dev: Rows, shell: SohModel) -> None:
+def test_the_widening_only_ever_widens_and_leaves_the_estimate(dev: Table, shell: SohModel) -> None:
     cal = _calibration(dev, 8)
     assert shell.prior is not None
     chosen = _choose_model(NEW, _design_rows(cal), shell.prior, SETTINGS, None)
-    model = shell.calibrate_new_design(NEW, *cal.args())
+    model = shell.calibrate_new_design(NEW, *_args(cal))
     widened = model.models[NEW]
     factor = widened.sigma_values / chosen.sigma_values
     assert np.allclose(factor, factor[0])
@@ -120,20 +98,20 @@ def test_the_widening_only_ever_widens_and_leaves_the_estimate(dev: Rows, shell:
     assert factor[0] == pytest.approx(z90 * _few_cells_factor(8) / Z90)
 
 
-def test_a_design_with_enough_cells_is_not_rechecked(dev: Rows) -> None:
-    rows = dev.take(dev.design == NEW)
+def test_a_design_with_enough_cells_is_not_rechecked(dev: Table) -> None:
+    rows = dev.rows(dev.design == NEW)
     keep = np.isin(rows.group, np.unique(rows.group)[: SETTINGS.compare_below])
-    design_rows = _design_rows(rows.take(keep))
-    model = SohModel.fit(*(rows.take(keep).design,), *rows.take(keep).args()).models[NEW]
+    design_rows = _design_rows(rows.rows(keep))
+    model = SohModel.fit(*(rows.rows(keep).design,), *_args(rows.rows(keep))).models[NEW]
     chosen: DesignModel = _choose_model(NEW, design_rows, None, SETTINGS, None)
     assert np.array_equal(model.sigma_values, chosen.sigma_values)
     assert model.summary == chosen.summary
 
 
-def test_three_cells_without_a_prior_keep_their_own_sigma(dev: Rows) -> None:
+def test_three_cells_without_a_prior_keep_their_own_sigma(dev: Table) -> None:
     """Each nested fit would hold two cells, too few for a model: no check, no failure."""
     cal = _calibration(dev, 3)
-    model = SohModel.fit(cal.design, *cal.args()).models[NEW]
+    model = SohModel.fit(cal.design, *_args(cal)).models[NEW]
     chosen = _choose_model(NEW, _design_rows(cal), None, SETTINGS, None)
     assert np.array_equal(model.sigma_values, chosen.sigma_values)
     assert model.summary.n_cells == 3
