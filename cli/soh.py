@@ -42,6 +42,10 @@ ModelPath = Annotated[
 ]
 
 
+def _designs(n: int) -> str:
+    return f"{n} design" if n == 1 else f"{n} designs"
+
+
 @app.command("fit")
 @handle_errors
 def fit(
@@ -70,7 +74,7 @@ def fit(
     if json_out:
         emit_json({"model": str(out), "designs": summary})
     _print_designs(summary)
-    err.print(f"wrote {out} ({len(summary)} designs)", markup=False)
+    err.print(f"wrote {out} ({_designs(len(summary))})", markup=False)
 
 
 def _print_designs(summary: dict[str, dict[str, object]]) -> None:
@@ -282,7 +286,9 @@ def calibrate(
     if json_out:
         emit_json({"model": str(out), "calibrated": summary})
     _print_designs(summary)
-    err.print(f"wrote {out} ({len(updated.models)} designs, {len(added)} calibrated)", markup=False)
+    err.print(
+        f"wrote {out} ({_designs(len(updated.models))}, {len(added)} calibrated)", markup=False
+    )
 
 
 @app.command("show")
@@ -310,7 +316,7 @@ def show(
         emit_json({"model": str(model_path), "designs": summary, "prior_designs": prior})
     # no vertical rules, one space between columns: nine columns fit an 80-column terminal
     table = Table(
-        title=f"{model_path}: {len(summary)} designs",
+        title=f"{model_path}: {_designs(len(summary))}",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,

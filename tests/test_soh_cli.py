@@ -133,7 +133,7 @@ def test_fit_writes_a_model_and_reports_each_design(train: Path, tmp_path: Path)
     assert result.stdout == ""  # the summary is for people: stderr
     assert f"{DESIGN}: 100 cells, 100 rows" in result.stderr
     assert "cross-validated MAE" in result.stderr
-    assert "wrote model.json (1 designs)" in result.stderr
+    assert "wrote model.json (1 design)" in result.stderr
     assert listing(tmp_path) == ["model.json"]
 
 
