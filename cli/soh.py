@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich import box
@@ -85,6 +85,13 @@ def _print_designs(summary: dict[str, dict[str, object]]) -> None:
             f"90 % coverage {info['cv_coverage_90']}",
             markup=False,
         )
+    _print_warnings(summary)
+
+
+def _print_warnings(summary: dict[str, dict[str, object]]) -> None:
+    for design, info in summary.items():
+        for warning in cast(list[str], info.get("warnings", [])):
+            err.print(f"  warning: {design}: {warning}", style="yellow", markup=False)
 
 
 @app.command("estimate")
@@ -272,8 +279,11 @@ def calibrate(
     across the designs the model was trained on): from 1 cell its coefficients lean on the
     prior; from 5 cells a kernel model is fitted too and whichever cross-validates better on
     these cells is kept. Calibrate with at least 3 cells (README: 'New designs'); expect a wide
-    sigma until about 10. The other designs are kept exactly as they are. Then check the result
-    on cells you did not calibrate with: 'passport soh evaluate'.
+    sigma until about 10. Pick cells across the SoH range the line will see: a design whose few
+    cells span less than 10 points of SoH gets a warning, since estimates of cells outside that
+    band are extrapolations its sigma does not allow for. The other designs are kept exactly as
+    they are. Then check the result on cells you did not calibrate with: 'passport soh
+    evaluate'.
     """
     if out.exists() and not force:
         raise InputError("already exists (use --force to overwrite)", source=str(out))
@@ -339,6 +349,7 @@ def show(
             f"{m.summary.cv_coverage:.3f}", f"x{wider:.2f}" if wider > 1.0 else "-",
         )  # fmt: skip
     err.print(table)
+    _print_warnings(summary)
     err.print(
         "pooled prior: " + (", ".join(prior) if prior else "none (a one-design model)"),
         markup=False,

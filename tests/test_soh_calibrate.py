@@ -74,6 +74,8 @@ def test_a_new_design_is_calibrated_and_the_others_are_kept(files: dict[str, Pat
     report = json.loads(result.stdout)
     assert list(report["calibrated"]) == [NEW]
     assert report["calibrated"][NEW]["cells"] == 3
+    assert report["calibrated"][NEW]["warnings"] == []  # its cells span 0.72-0.91
+    assert "warning" not in result.stderr
     assert f"{NEW}: 3 cells" in result.stderr
     # the new design's cells the calibration never saw now get estimates
     after = _estimates(Path("new.json"), files["rest"], "after.csv")
@@ -90,6 +92,22 @@ def test_a_new_design_is_calibrated_and_the_others_are_kept(files: dict[str, Pat
     assert table.design.tolist() == [NEW] * len(table.design)
     library = calibrate_csv(load_model(files["model"]), files["cal"])
     assert load_model(Path("new.json")).to_dict() == library.to_dict()
+
+
+def test_cells_of_a_narrow_soh_band_get_a_warning(files: dict[str, Path]) -> None:
+    """Cells of one band teach nothing about others: estimates outside it are extrapolations
+    that neither the cross-validation nor the sigma can see, so the user is told."""
+    rows = [r for r in _dev_rows() if r["design"] == NEW and 0.85 <= float(r["soh"]) < 0.9]
+    narrow = _write(Path("narrow.csv"), rows)
+    result = run("soh", "calibrate", narrow, "--model", files["model"], "--out", "n.json",
+                 "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr  # a warning, not a refusal
+    (warning,) = json.loads(result.stdout)["calibrated"][NEW]["warnings"]
+    assert "span SoH 0.85-0.90 only" in warning
+    assert f"warning: {NEW}: its" in result.stderr
+    shown = run("soh", "show", "n.json")
+    assert f"warning: {NEW}: its" in shown.stderr
+    assert "warning" not in run("soh", "show", files["model"]).stderr
 
 
 def test_a_design_the_model_has_needs_replace(files: dict[str, Path]) -> None:
