@@ -30,7 +30,9 @@ five and calibrates the held-out design from n randomly drawn cells (10 draws pe
 its remaining cells. With fewer than 5 cells the result is the linear model shrunk towards the
 prior; from 5 cells on a kernel model is fitted too and whichever cross-validates better on the
 calibration cells is kept. "local" is the same procedure with the prior's weights set to zero;
-"calibration_mean" predicts the mean SoH of the calibration cells.
+"calibration_mean" predicts the mean SoH of the calibration cells. `draws_warned` counts the
+draws whose calibrated design got the narrow-band warning of `model_summary` (cells spanning
+under 10 points of SoH), with the coverage of those draws and of the others.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from passport.soh import model_summary  # noqa: E402
 from passport.soh.combine import combine  # noqa: E402
 from passport.soh.features import U_COLUMNS, features, physical_cell  # noqa: E402
 from passport.soh.model import (  # noqa: E402
@@ -382,6 +385,7 @@ def prior_experiment(data: Data, full_mae: dict[str, float], seed: int) -> dict[
             if n > len(cells) - 2:
                 break
             acc: dict[str, list[float]] = {"prior": [], "local": [], "mean": [], "cov": []}
+            warned: list[bool] = []
             for _ in range(PRIOR_DRAWS):
                 cal_cells = rng.choice(cells, n, replace=False)
                 cal = rows & np.isin(data.group, cal_cells)
@@ -400,6 +404,7 @@ def prior_experiment(data: Data, full_mae: dict[str, float], seed: int) -> dict[
                     if name == "prior":
                         within = np.abs(s[ok] - data.soh[test][ok]) <= Z90 * sd[ok]
                         acc["cov"].append(float(within.mean()))
+                        warned.append(bool(model_summary(m)[d]["warnings"]))
                 acc["mean"].append(
                     float(np.abs(data.soh[cal].mean() - data.soh[test]).mean()) * 100
                 )
@@ -410,6 +415,7 @@ def prior_experiment(data: Data, full_mae: dict[str, float], seed: int) -> dict[
                     "mae_local_only": round(float(np.mean(acc["local"])), 2),
                     "mae_calibration_mean": round(float(np.mean(acc["mean"])), 2),
                     "coverage_prior": round(float(np.mean(acc["cov"])), 3),
+                    **warned_split(acc["cov"], warned),
                 }
             )
         enough = next((c["cells"] for c in curve if c["mae_prior"] <= full_mae[d] + 1.0), None)
@@ -419,6 +425,21 @@ def prior_experiment(data: Data, full_mae: dict[str, float], seed: int) -> dict[
             "cells_within_1_point_of_full_model": enough,
         }
     return out
+
+
+def warned_split(coverage: list[float], warned: list[bool]) -> dict[str, Any]:
+    """The draws whose calibrated design got the narrow-band warning (`model_summary`), and the
+    coverage of those and of the others (None where there are none)."""
+    cov, w = np.array(coverage), np.array(warned, dtype=bool)
+
+    def mean(x: np.ndarray) -> float | None:
+        return round(float(x.mean()), 3) if len(x) else None
+
+    return {
+        "draws_warned": int(w.sum()),
+        "coverage_prior_warned": mean(cov[w]),
+        "coverage_prior_not_warned": mean(cov[~w]),
+    }
 
 
 # -- size and speed ----------------------------------------------------------------------------

@@ -134,3 +134,55 @@ def test_holdout_counts_cells_that_are_also_in_the_training_file(tmp_path: Path)
     train, held = _split(tmp_path, leak=2)
     got = _bench(train, held)
     assert got["cells_also_in_training"] == 2
+
+
+def _bench_module():  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import soh_accuracy
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    return soh_accuracy
+
+
+@pytest.mark.parametrize(
+    ("coverage", "warned", "expected"),
+    [
+        pytest.param([0.9, 0.5], [False, True], (1, 0.5, 0.9), id="one-of-each"),
+        pytest.param([0.9, 1.0], [False, False], (0, None, 0.95), id="none-warned"),
+        pytest.param([0.2, 0.4], [True, True], (2, 0.3, None), id="all-warned"),
+    ],
+)
+def test_warned_split_names_the_draws_of_each_kind(
+    coverage: list[float], warned: list[bool], expected: tuple[object, ...]
+) -> None:
+    got = _bench_module().warned_split(coverage, warned)
+    assert (got["draws_warned"], got["coverage_prior_warned"],
+            got["coverage_prior_not_warned"]) == expected  # fmt: skip
+
+
+def test_the_prior_experiment_splits_its_draws_by_the_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _bench_module()
+    monkeypatch.setattr(bench, "PRIOR_CELLS", (3,))
+    monkeypatch.setattr(bench, "PRIOR_DRAWS", 8)
+    three = (*DESIGNS, "NMC-2.1Ah")  # a pooled prior needs two designs besides the held one
+    with open(shared_path("data", "soh", "pulse_features_dev.csv"), newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["design"] in three]
+    path = tmp_path / "three.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = bench.prior_experiment(bench.Data(path), dict.fromkeys(three, 0.0), 0)
+    warned_any = False
+    for d in three:
+        (point,) = out[d]["curve"]
+        k = point["draws_warned"]
+        assert 0 <= k <= 8
+        warned_any |= k > 0
+        parts = [(k, point["coverage_prior_warned"]), (8 - k, point["coverage_prior_not_warned"])]
+        mean = sum(n * c for n, c in parts if n) / 8
+        assert point["coverage_prior"] == pytest.approx(mean, abs=2e-3)  # both rounded
+    assert warned_any  # 3 random NMC-21Ah cells often span under 10 points
