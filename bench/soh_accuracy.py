@@ -29,10 +29,12 @@ The pooled-prior experiment holds one design out entirely, fits the pooled prior
 five and calibrates the held-out design from n randomly drawn cells (10 draws per n), scoring on
 its remaining cells. With fewer than 5 cells the result is the linear model shrunk towards the
 prior; from 5 cells on a kernel model is fitted too and whichever cross-validates better on the
-calibration cells is kept. "local" is the same procedure with the prior's weights set to zero;
-"calibration_mean" predicts the mean SoH of the calibration cells. `draws_warned` counts the
-draws whose calibrated design got the narrow-band warning of `model_summary` (cells spanning
-under 10 points of SoH), with the coverage of those draws and of the others.
+calibration cells is kept (but cells spanning under 10 points of SoH are held to the prior at
+its strongest, without a kernel model). "local" is the same procedure with the prior's
+weights set to zero; "calibration_mean" predicts the mean SoH of the calibration cells.
+`draws_warned` counts the draws whose calibrated design got the narrow-band warning of
+`model_summary` (cells spanning under 10 points of SoH), with the coverage of those draws and
+of the others.
 """
 
 from __future__ import annotations

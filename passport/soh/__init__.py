@@ -44,6 +44,7 @@ from passport.soh.model import (
     MODEL_FORMAT,
     MODEL_VERSION,
     DesignModel,
+    FitSettings,
     SohModel,
 )
 from passport.soh.rows import Estimate, estimate, resistance_growth
@@ -158,26 +159,22 @@ def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
             "novelty_widening_max": round(
                 max(float(k.novelty_factors.max(initial=1.0)) for k in (m, *m.by_width)), 3
             ),
-            "warnings": _warnings(m, model.settings.compare_below),
+            "warnings": _warnings(m, model.settings),
         }
     return out
 
 
-# a design of few cells spanning less SoH than this was calibrated on a narrow band
-NARROW_SOH_SPAN = 0.10
-
-
-def _warnings(m: DesignModel, few_cells: int) -> list[str]:
+def _warnings(m: DesignModel, settings: FitSettings) -> list[str]:
     """What a user must know before trusting a design's estimates. A few cells of a narrow SoH
-    band teach nothing about other cells: an estimate outside that band stays near it, and
-    neither the cross-validation nor the sigma can see it (5 LMO-10Ah cells of 0.55-0.65
-    estimated the design's other cells 24 points low on average, coverage 0.18)."""
+    band teach little about other cells: such a design is held to the pooled prior's slopes
+    (`model._choose_model`), yet in the bench's band draws its sigma still covered only
+    0.59-0.78 of the design's other cells."""
     s = m.summary
-    if s.n_cells < few_cells and s.soh_max - s.soh_min < NARROW_SOH_SPAN:
+    if s.n_cells < settings.compare_below and s.soh_max - s.soh_min < settings.narrow_span:
         return [
             f"its {s.n_cells} cells span SoH {s.soh_min:.2f}-{s.soh_max:.2f} only: estimates of "
-            "cells outside that band are extrapolations its sigma does not allow for (add cells "
-            "across the SoH range the line will see)"
+            "cells outside that band are extrapolations its sigma does not fully allow for (add "
+            "cells across the SoH range the line will see)"
         ]
     return []
 

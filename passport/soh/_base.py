@@ -93,6 +93,9 @@ class FitSettings:
     # inner out-of-fold novelty; no widening below novelty_min_cells cells (or with no bins)
     novelty_quantiles: tuple[float, ...] = (0.5, 0.75, 0.9)
     novelty_min_cells: int = 10
+    # fewer than compare_below cells spanning less SoH than this (a band): the prior-shrunk
+    # model at the strongest prior strength, no kernel model (see `model._choose_model`)
+    narrow_span: float = 0.10
 
 
 # ---------------------------------------------------------------------------------------------

@@ -113,6 +113,14 @@ def _choose_model(
     """The kernel model (enough cells) or the prior-shrunk linear one (few cells), or both and
     the one with the lower out-of-fold MAE in grouped CV on the design's own cells."""
     n_cells = len(np.unique(rows.groups))
+    if prior is not None and n_cells < settings.compare_below and _narrow(rows.soh, settings):
+        # cells of one SoH band: a kernel model cannot reach outside it (its estimates are
+        # clipped to the band), and grouped CV inside the band prefers whatever follows the band
+        # and a weak prior. Held to the prior's slopes instead, a band's calibration estimated
+        # the design's other cells 0.3-0.8 points closer, covering 0.59-0.78 instead of
+        # 0.13-0.59 (docs/soh-accuracy.md); random draws of few cells hardly changed.
+        top = max(settings.prior_strengths) if strength is None else strength
+        return _calibrate(name, rows, prior, settings, top)
     candidates: list[DesignModel] = []
     if n_cells >= settings.min_cells or (prior is None and n_cells >= 3):
         candidates.append(
@@ -136,6 +144,10 @@ def _choose_model(
         )
     scores = [c.summary.cv_mae if math.isfinite(c.summary.cv_mae) else math.inf for c in candidates]
     return candidates[int(np.argmin(scores))]
+
+
+def _narrow(soh: FloatArray, settings: FitSettings) -> bool:
+    return float(soh.max() - soh.min()) < settings.narrow_span
 
 
 def _nested_widening(
@@ -255,8 +267,9 @@ class SohModel:
         then measured within tests too, never used as an input. A design with fewer
         than `settings.compare_below` cells also gets a prior-shrunk model (the prior pooled
         from the other designs) and keeps whichever does better in grouped CV; below
-        `settings.min_cells` cells only the prior-shrunk one is fitted. `on_progress(done,
-        total, design)` is called before the first design and after each one."""
+        `settings.min_cells` cells, or cells spanning less than `settings.narrow_span` of SoH,
+        only the prior-shrunk one. `on_progress(done, total, design)` is called before the
+        first design and after each one."""
         by_design = _split(design, U, rated_ah, width_ms, soh, groups, tests)
         if not by_design:
             raise SohModelError("no usable training rows")
@@ -297,7 +310,9 @@ class SohModel:
         """A copy of this model with `design` calibrated from a few cells through the pooled
         prior: its coefficients shrink towards the pooled ones (strength picked by grouped CV
         from 3 cells on, else 1). From `settings.min_cells` cells on a kernel model is fitted
-        too and whichever does better in grouped CV is kept. Replaces a model of that name."""
+        too and whichever does better in grouped CV is kept, except for cells spanning less
+        than `settings.narrow_span` of SoH: those are held to the prior at its strongest
+        strength. Replaces a model of that name."""
         if self.prior is None:
             raise SohModelError("this model has no pooled prior (it was fitted on one design)")
         n = len(np.asarray(soh))
@@ -375,6 +390,9 @@ class SohModel:
             raise SohModelError(f"bad SoH model: settings or designs: {exc!r}") from None
         if not (math.isfinite(tolerance) and 0.0 <= tolerance < 1.0):
             raise SohModelError("bad SoH model: settings: rating_tolerance must be in [0, 1)")
+        span = settings.narrow_span
+        if isinstance(span, bool) or not isinstance(span, int | float) or not 0.0 <= span <= 1.0:
+            raise SohModelError("bad SoH model: settings: narrow_span must be a number in [0, 1]")
         models = {str(k): DesignModel.from_dict(v) for k, v in designs.items()}
         for k, m in models.items():
             if m.design != k:
