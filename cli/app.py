@@ -16,6 +16,7 @@ from cli.show import show
 from cli.verify import verify
 
 app = typer.Typer(
+    rich_markup_mode="markdown",  # docstring line breaks are reflowed to the terminal width
     name="passport",
     help="Signed, offline-verifiable battery cell passports in the cell's own memory.\n\n"
     "Exit codes: 0 ok, 1 verification failed, 2 bad usage or unreadable input.",

@@ -18,6 +18,7 @@ from passport.notes import load_log_key, open_checkpoint, parse_body
 from passport.receipts import verify_receipt
 
 app = typer.Typer(
+    rich_markup_mode="markdown",  # docstring line breaks are reflowed to the terminal width
     help="Offline audit of the registry: receipts and consistency between checkpoints, with "
     "nothing but the log's public key (passport registry info --log-key-out FILE).",
     no_args_is_help=True,

@@ -15,6 +15,7 @@ from passport.trust.roles import Role, parse_role
 from passport.units import parse_time
 
 app = typer.Typer(
+    rich_markup_mode="markdown",  # docstring line breaks are reflowed to the terminal width
     help="A demo PKI: root CA, OEM and services CAs, one certificate per actor role, CRLs, "
     "and the trust bundle (DIR/trust) every verifying command takes.",
     no_args_is_help=True,
@@ -41,7 +42,7 @@ def init(
 ) -> None:
     """Create a complete demo PKI and trust bundle.
 
-    DIRECTORY/keys/<role>.key.pem and .cert.pem for oem, integrator, tester, repurposer and
+    `DIRECTORY/keys/<role>.key.pem` and `.cert.pem` for oem, integrator, tester, repurposer and
     recycler; DIRECTORY/trust/ (roots, intermediates, certs, crls, policy.toml) for verifiers.
 
     Example: passport ca init pki && passport verify --trust pki/trust images/

@@ -29,6 +29,7 @@ from passport.trust import keys
 from passport.trust.store import load_certificates
 
 app = typer.Typer(
+    rich_markup_mode="markdown",  # docstring line breaks are reflowed to the terminal width
     help="OEM model data sheets: the signed JSON (materials, carbon footprint, due diligence...) "
     "that birth records name by SHA-256 in datasheet_sha256.\n\n"
     "Example: passport datasheet sign --example > sheet.json; passport datasheet sign "

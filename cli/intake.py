@@ -54,7 +54,7 @@ def _stages(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int], None
 def intake(
     images: Annotated[
         list[Path],
-        typer.Argument(metavar="IMAGE...|DIR", help="Tag images, or directories of *.t5t."),
+        typer.Argument(metavar="IMAGE...|DIR", help="Tag images, or directories of `*.t5t`."),
     ],
     trust: Annotated[Path, typer.Option(help="The trust bundle directory.")],
     model: Annotated[Path, typer.Option(help="SoH model file (passport soh fit).")],

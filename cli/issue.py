@@ -44,8 +44,8 @@ def issue(
 ) -> None:
     """Sign a birth record for every cell in CELLS_CSV and write one tag image per cell.
 
-    For each row, OUT/<id>.t5t is the cell's NFC Type 5 memory image and, unless the row gives
-    the cell's public key, OUT/<id>.cell.pem stands in for the key the cell's secure element
+    For each row, `OUT/<id>.t5t` is the cell's NFC Type 5 memory image and, unless the row gives
+    the cell's public key, `OUT/<id>.cell.pem` stands in for the key the cell's secure element
     would hold. The whole CSV is checked before anything is written.
 
     Example: passport issue cells.csv --key oem.pem --cert oem.cert.pem --out passports/

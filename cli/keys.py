@@ -12,7 +12,9 @@ from passport._fileio import write_atomic
 from passport.errors import InputError
 from passport.trust import keys
 
-app = typer.Typer(help="Create and inspect key files.", no_args_is_help=True)
+app = typer.Typer(
+    help="Create and inspect key files.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 
 @app.command("generate")

@@ -32,7 +32,7 @@ def label(
         str | None,
         typer.Option(
             help="https:// base URL that resolves ISO/IEC 15459 ids (the label carries "
-            "<resolver>/<id>); a GS1 Digital Link id is its own URI."
+            "`<resolver>/<id>`); a GS1 Digital Link id is its own URI."
         ),
     ] = None,
     scale: Annotated[

@@ -22,6 +22,7 @@ from passport.registry.db import DB_ENV
 from passport.registry.parallel import default_workers
 
 app = typer.Typer(
+    rich_markup_mode="markdown",  # docstring line breaks are reflowed to the terminal width
     help="The registry: every record of every cell, verified, in a transparency log. "
     f"The database is --db URL (an SQLite file or a postgresql:// URL; ${DB_ENV}; "
     "default ./passport.db).",
@@ -55,7 +56,7 @@ def ingest(
     inputs: Annotated[
         list[str],
         typer.Argument(
-            help="Images (*.t5t), journals (*.evicted.cbor), directories of both, "
+            help="Images (`*.t5t`), journals (`*.evicted.cbor`), directories of both, "
             "or - for one of them on stdin."
         ),
     ],

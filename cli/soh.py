@@ -26,6 +26,7 @@ from passport.soh.check import DEFAULT_THRESHOLD
 from passport.soh.io import is_parquet, parquet_rows
 
 app = typer.Typer(
+    rich_markup_mode="markdown",  # docstring line breaks are reflowed to the terminal width
     help="State of health (capacity / rated capacity) from a seconds-long pulse test, with a "
     "calibrated uncertainty, resistance and a check of what the passport claims.\n\n"
     "Input tables have the columns design, rated_ah, pulse_width_ms, cell_id and the "

@@ -80,7 +80,7 @@ def _line(finding: Finding) -> str:
 
 @handle_errors
 def verify(
-    images: Annotated[list[Path], typer.Argument(help="Image files or directories of *.t5t.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or directories of `*.t5t`.")],
     trust: TrustOption = None,
     policy: PolicyOption = None,
     challenge: Annotated[
