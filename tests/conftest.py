@@ -34,6 +34,14 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def soh_dev() -> object:
+    """The SoH dev table as the estimator's inputs (a `test_soh_model.Table`), read once."""
+    from test_soh_model import read_table
+
+    return read_table(shared_path("data", "soh", "pulse_features_dev.csv").read_text("utf-8"))
+
+
 @pytest.fixture
 def vectors() -> Path:
     return shared_path("vectors")

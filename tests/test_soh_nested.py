@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import shared_path
-from test_soh_model import Table, read_table
+from test_soh_model import Table
 
 from passport.soh._base import _DesignRows, _few_cells_factor, _split
 from passport.soh.model import (
@@ -29,8 +28,8 @@ def _args(t: Table) -> tuple[np.ndarray, ...]:
 
 
 @pytest.fixture(scope="module")
-def dev() -> Table:
-    return read_table(shared_path("data", "soh", "pulse_features_dev.csv").read_text("utf-8"))
+def dev(soh_dev: Table) -> Table:
+    return soh_dev
 
 
 @pytest.fixture(scope="module")

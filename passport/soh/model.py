@@ -113,12 +113,14 @@ def _choose_model(
     """The kernel model (enough cells) or the prior-shrunk linear one (few cells), or both and
     the one with the lower out-of-fold MAE in grouped CV on the design's own cells."""
     n_cells = len(np.unique(rows.groups))
-    if prior is not None and n_cells < settings.compare_below and _narrow(rows.soh, settings):
+    if prior is not None and 3 <= n_cells < settings.compare_below and _narrow(rows.soh, settings):
         # cells of one SoH band: a kernel model cannot reach outside it (its estimates are
         # clipped to the band), and grouped CV inside the band prefers whatever follows the band
         # and a weak prior. Held to the prior's slopes instead, a band's calibration estimated
         # the design's other cells 0.3-0.8 points closer, covering 0.59-0.78 instead of
-        # 0.13-0.59 (docs/soh-accuracy.md); random draws of few cells hardly changed.
+        # 0.13-0.59 (docs/soh-accuracy.md); random draws of few cells hardly changed. Not below
+        # 3 cells: their a priori strength of 1 is already fixed, and at 10 one LFP-20Ah cell
+        # (features scaled by its own small spread) estimated the others 8.6 points off, not 2.4.
         top = max(settings.prior_strengths) if strength is None else strength
         return _calibrate(name, rows, prior, settings, top)
     candidates: list[DesignModel] = []
