@@ -170,7 +170,7 @@ def _warnings(m: DesignModel, settings: FitSettings) -> list[str]:
     (`model._choose_model`), yet in the bench's band draws its sigma still covered only
     0.59-0.78 of the design's other cells."""
     s = m.summary
-    if s.n_cells < settings.compare_below and s.soh_max - s.soh_min < settings.narrow_span:
+    if settings.narrow_band(s.n_cells, s.soh_max - s.soh_min):
         return [
             f"its {s.n_cells} cells span SoH {s.soh_min:.2f}-{s.soh_max:.2f} only: estimates of "
             "cells outside that band are extrapolations its sigma does not fully allow for (add "

@@ -97,6 +97,11 @@ class FitSettings:
     # model at the strongest prior strength, no kernel model (see `model._choose_model`)
     narrow_span: float = 0.10
 
+    def narrow_band(self, n_cells: int, soh_span: float) -> bool:
+        """Few cells of one SoH band: what the model choice holds to the prior (from 3 cells)
+        and what `model_summary` warns about."""
+        return n_cells < self.compare_below and soh_span < self.narrow_span
+
 
 # ---------------------------------------------------------------------------------------------
 # grouped cross-validation

@@ -113,7 +113,11 @@ def _choose_model(
     """The kernel model (enough cells) or the prior-shrunk linear one (few cells), or both and
     the one with the lower out-of-fold MAE in grouped CV on the design's own cells."""
     n_cells = len(np.unique(rows.groups))
-    if prior is not None and 3 <= n_cells < settings.compare_below and _narrow(rows.soh, settings):
+    if (
+        prior is not None
+        and n_cells >= 3
+        and settings.narrow_band(n_cells, float(np.ptp(rows.soh)))
+    ):
         # cells of one SoH band: a kernel model cannot reach outside it (its estimates are
         # clipped to the band), and grouped CV inside the band prefers whatever follows the band
         # and a weak prior. Held to the prior's slopes instead, a band's calibration estimated
@@ -146,10 +150,6 @@ def _choose_model(
         )
     scores = [c.summary.cv_mae if math.isfinite(c.summary.cv_mae) else math.inf for c in candidates]
     return candidates[int(np.argmin(scores))]
-
-
-def _narrow(soh: FloatArray, settings: FitSettings) -> bool:
-    return float(soh.max() - soh.min()) < settings.narrow_span
 
 
 def _nested_widening(
