@@ -107,6 +107,12 @@ def test_cells_of_a_narrow_soh_band_get_a_warning(files: dict[str, Path]) -> Non
     assert f"warning: {NEW}: its" in result.stderr
     shown = run("soh", "show", "n.json")
     assert f"warning: {NEW}: its" in shown.stderr
+    # held to the prior, with the slopes' own uncertainty in sigma (tests/test_soh_slope.py)
+    line = next(x for x in shown.stderr.splitlines() if x.startswith(NEW))
+    assert line.endswith(" slopes")
+    assert json.loads(run("soh", "show", "n.json", "--json").stdout)["designs"][NEW][
+        "slope_uncertainty"
+    ]
     assert "warning" not in run("soh", "show", files["model"]).stderr
 
 
@@ -184,6 +190,7 @@ def test_show_tells_what_a_model_covers(files: dict[str, Path]) -> None:
         assert d["row_correlation"] == round(m.row_correlation, 3)
         top = m.novelty_factors[-1] if len(m.novelty_factors) else 1.0
         assert d["novelty_widening_max"] == round(top, 3)
+        assert d["slope_uncertainty"] is False
         line = next(x for x in before.stderr.splitlines() if x.startswith(name))
         assert line.endswith(f"x{top:.2f}" if top > 1.0 else " -")  # the 'wider' column
     assert "U1-U21" in before.stderr
@@ -199,6 +206,7 @@ def test_show_tells_what_a_model_covers(files: dict[str, Path]) -> None:
     assert sorted(after["designs"]) == sorted([*TRAINED, NEW])
     assert after["designs"][NEW]["cells"] == 3
     assert after["designs"][NEW]["novelty_widening_max"] == 1.0  # 3 cells: no widening
+    assert after["designs"][NEW]["slope_uncertainty"] is False  # cells across 0.72-0.91
     assert sorted(after["prior_designs"]) == sorted(TRAINED)  # the prior is not refitted
 
 

@@ -138,7 +138,9 @@ def _finite(text: str) -> float:
 def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
     """Per design: what it was trained on, its cross-validated accuracy (points), what input
     it accepts (rating, pulse widths, voltage window, the U columns it needs) and how far its
-    sigma widens for rows unlike the training rows (`novelty_widening_max`, 1 = never)."""
+    sigma widens for rows unlike the training rows (`novelty_widening_max`, 1 = never;
+    `slope_uncertainty`: sigma carries the slopes' own uncertainty, growing with a row's
+    distance from the calibration rows, without bound)."""
     out: dict[str, dict[str, object]] = {}
     for name, m in model.models.items():
         s = m.summary
@@ -159,6 +161,7 @@ def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
             "novelty_widening_max": round(
                 max(float(k.novelty_factors.max(initial=1.0)) for k in (m, *m.by_width)), 3
             ),
+            "slope_uncertainty": bool(len(m.slope_covariance)),
             "warnings": _warnings(m, model.settings),
         }
     return out

@@ -68,6 +68,7 @@ class _Compiled:
     values: FloatArray
     novelty_knots: FloatArray  # empty: sigma not widened with novelty
     novelty_factors: FloatArray
+    slope_covariance: npt.NDArray[np.float32]  # (r, r), or (0, 0): no slope term in sigma
 
 
 def _compile(m: DesignModel, rating_tolerance: float) -> _Compiled:
@@ -132,6 +133,7 @@ def _compile(m: DesignModel, rating_tolerance: float) -> _Compiled:
         values=m.sigma_values,
         novelty_knots=m.novelty_knots,
         novelty_factors=m.novelty_factors,
+        slope_covariance=np.ascontiguousarray(m.slope_covariance, dtype=f32),
     )
 
 
@@ -212,6 +214,10 @@ def _estimate_block(
     sigma = np.interp(soh, k.knots, k.values)
     if nearest is not None:
         sigma *= np.interp(-nearest, k.novelty_knots, k.novelty_factors)
+    if len(k.slope_covariance):  # e S e^T per row: about r^2 flops, r ~ 20
+        e = E[:, :r]
+        with np.errstate(invalid="ignore", over="ignore"):  # hostile rows: NaN, refused below
+            sigma = np.sqrt(sigma * sigma + np.einsum("ij,ij->i", e @ k.slope_covariance, e))
     error = np.zeros(n, dtype=np.uint8)
     if not inside.all():
         bad = ~inside

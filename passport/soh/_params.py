@@ -66,7 +66,9 @@ class DesignModel:
     soh = exp(-gamma |e - centre|^2) @ rbf_weights + e @ linear_weights + intercept, clipped;
     sigma = interp(soh, sigma_knots, sigma_values), times interp(novelty, novelty_knots,
     novelty_factors) when the model has novelty knots, where novelty = min over the centres of
-    gamma |e - centre|^2 (a row unlike the training rows gets a wider sigma).
+    gamma |e - centre|^2 (a row unlike the training rows gets a wider sigma); with a slope
+    covariance S, sigma = sqrt(sigma^2 + e S e^T) (how unsure the slopes are, times how far the
+    row is from the calibration rows' mean, where e is 0).
 
     by_width: models of one pulse width each (width_range_ms = (w, w)), with no by_width of
     their own; a row whose width is one of theirs (`same_width`) is estimated by that model,
@@ -98,6 +100,9 @@ class DesignModel:
     # sigma's widening with novelty (increasing knots, factors); empty: none
     novelty_knots: FloatArray = _field(default_factory=lambda: np.zeros(0))
     novelty_factors: FloatArray = _field(default_factory=lambda: np.zeros(0))
+    # posterior covariance of linear_weights, (r, r), for calibrations held to the pooled prior;
+    # (0, 0): none (every other model, and files written before it existed)
+    slope_covariance: FloatArray = _field(default_factory=lambda: np.zeros((0, 0)))
 
     def __post_init__(self) -> None:
         for name in _ARRAYS:
@@ -148,6 +153,8 @@ class DesignModel:
         if len(self.novelty_knots):
             novelty = self.gamma * d2.min(1)
             sigma *= np.interp(novelty, self.novelty_knots, self.novelty_factors)
+        if len(self.slope_covariance):
+            sigma = np.sqrt(sigma**2 + np.einsum("ij,jk,ik->i", E, self.slope_covariance, E))
         return soh, sigma
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,6 +184,7 @@ class DesignModel:
             "row_correlation": self.row_correlation,
             "novelty_knots": self.novelty_knots.tolist(),
             "novelty_factors": self.novelty_factors.tolist(),
+            "slope_covariance": self.slope_covariance.tolist(),
         }
 
     @classmethod
@@ -216,6 +224,8 @@ class DesignModel:
                 # absent in files written before it existed: no widening with novelty
                 novelty_knots=np.array(d.get("novelty_knots", []), dtype=np.float64),
                 novelty_factors=np.array(d.get("novelty_factors", []), dtype=np.float64),
+                # absent in files written before it existed: no slope term
+                slope_covariance=np.array(d.get("slope_covariance") or np.zeros((0, 0))),
             )
         except SohModelError:
             raise
@@ -233,6 +243,10 @@ class PooledPrior:
     sigma_one_cell: float  # sigma (fraction) of a design calibrated with a single cell
     designs: tuple[str, ...]  # the designs it was pooled from
     soh_range: tuple[float, float]
+    # per feature, the mean squared distance of a reference design's own weights from the
+    # pooled weights of the others: how far a new design's slopes may sit from `weights`.
+    # None in files written before it existed (then no slope term in any calibration's sigma)
+    weight_spread: FloatArray | None = None
 
     def __post_init__(self) -> None:
         arr = np.array(self.weights, dtype=np.float64, order="C")
@@ -240,6 +254,14 @@ class PooledPrior:
         object.__setattr__(self, "weights", arr)
         if arr.shape != (len(self.feature_names),) or not np.isfinite(arr).all():
             raise SohModelError("pooled prior: weights do not match its features")
+        if self.weight_spread is not None:
+            spread = np.array(self.weight_spread, dtype=np.float64, order="C")
+            spread.setflags(write=False)
+            object.__setattr__(self, "weight_spread", spread)
+            if spread.shape != arr.shape or not (np.isfinite(spread).all() and (spread > 0).all()):
+                raise SohModelError(
+                    "pooled prior: weight_spread must hold one positive finite number per feature"
+                )
         if set(self.feature_names) - set(FEATURE_NAMES):
             raise SohModelError("pooled prior: unknown features")
         if len(set(self.feature_names)) != len(self.feature_names):
@@ -257,6 +279,7 @@ class PooledPrior:
             "sigma_one_cell": self.sigma_one_cell,
             "designs": list(self.designs),
             "soh_range": list(self.soh_range),
+            "weight_spread": None if self.weight_spread is None else self.weight_spread.tolist(),
         }
 
     @classmethod
@@ -268,6 +291,11 @@ class PooledPrior:
                 sigma_one_cell=float(d["sigma_one_cell"]),
                 designs=tuple(str(n) for n in d["designs"]),
                 soh_range=_pair(d["soh_range"]),
+                weight_spread=(
+                    None
+                    if d.get("weight_spread") is None
+                    else np.array(d["weight_spread"], dtype=np.float64)
+                ),
             )
         except SohModelError:
             raise
@@ -296,6 +324,7 @@ def _check_design(m: DesignModel) -> None:
         "sigma_values": m.sigma_values.shape == m.sigma_knots.shape,
         "novelty_knots": m.novelty_knots.ndim == 1,
         "novelty_factors": m.novelty_factors.shape == m.novelty_knots.shape,
+        "slope_covariance": m.slope_covariance.shape in ((0, 0), (r, r)),
     }
     for field, ok in shapes.items():
         if not ok:
@@ -331,6 +360,12 @@ def _check_design(m: DesignModel) -> None:
             raise fail("novelty_knots", "must be increasing and not negative")
         if not np.all(m.novelty_factors > 0):
             raise fail("novelty_factors", "must be positive")
+    S = m.slope_covariance
+    if len(S):
+        if len(m.centres):
+            raise fail("slope_covariance", "is for linear models only (no RBF centres)")
+        if not np.allclose(S, S.T, rtol=1e-9, atol=0.0) or np.linalg.eigvalsh(S).min() < -1e-12:
+            raise fail("slope_covariance", "must be symmetric and positive semi-definite")
     unknown = set(m.feature_names) - set(FEATURE_NAMES)
     if unknown:
         raise fail("feature_names", f"has unknown features {sorted(unknown)}")
@@ -353,13 +388,13 @@ _DESIGN_KEYS = frozenset(
         "design", "rated_ah", "width_range_ms", "u_columns", "u_window", "feature_names",
         "feature_mean", "feature_scale", "projection", "centres", "gamma", "rbf_weights",
         "linear_weights", "intercept", "soh_clip", "sigma_knots", "sigma_values", "summary",
-        "by_width", "row_correlation", "novelty_knots", "novelty_factors",
+        "by_width", "row_correlation", "novelty_knots", "novelty_factors", "slope_covariance",
     }
 )  # fmt: skip
 
 _ARRAYS = (
     "feature_mean", "feature_scale", "projection", "centres", "rbf_weights", "linear_weights",
-    "sigma_knots", "sigma_values", "novelty_knots", "novelty_factors",
+    "sigma_knots", "sigma_values", "novelty_knots", "novelty_factors", "slope_covariance",
 )  # fmt: skip
 
 

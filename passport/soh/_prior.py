@@ -89,8 +89,11 @@ def _pooled_prior_from(by_design: dict[str, _DesignRows], settings: FitSettings)
     # of its cells in turn, score on its other cells. Designs differ a lot and one cell cannot
     # tell which kind a new design is: the sigma is the widest any held-out design needed.
     sigma_one = 0.0
+    spread = np.zeros(len(names))
     for name, rows in by_design.items():
         prior = pooled(name)
+        own, _ = _shrunk_ridge(Zs[name], ys[name], np.zeros(len(names)), settings.prior_alpha)
+        spread += (own - prior) ** 2 / len(by_design)
         cells = np.unique(rows.groups)
         errors: list[FloatArray] = []
         for cell in cells[:: max(1, len(cells) // 12)]:
@@ -113,6 +116,7 @@ def _pooled_prior_from(by_design: dict[str, _DesignRows], settings: FitSettings)
         sigma_one_cell=sigma_one,
         designs=tuple(sorted(by_design)),
         soh_range=(float(all_soh.min()), float(all_soh.max())),
+        weight_spread=np.maximum(spread, 1e-12),
     )
 
 
@@ -122,7 +126,13 @@ def _calibrate(
     prior: PooledPrior,
     settings: FitSettings,
     strength: float | None,
+    *,
+    slope_term: bool = False,
 ) -> DesignModel:
+    """The prior-shrunk linear model. With `slope_term` (and a prior that knows its weight
+    spread) sigma also carries the slopes' own uncertainty (`DesignModel.slope_covariance`):
+    the out-of-fold sigma only sees errors inside the calibration cells' range, which says
+    nothing of how far the slopes are off outside it."""
     available, keep = _usable_columns(rows.U)
     rows = _DesignRows(*(getattr(rows, f)[keep] for f in _DesignRows.__slots__))
     F_all = features(rows.U, rows.rated_ah, rows.width_ms)
@@ -166,6 +176,15 @@ def _calibrate(
         cv = (math.nan, math.nan, math.nan)
     Z, mean, scale = _standardise(F)
     w, b = _shrunk_ridge(Z, y, prior_w, strength)
+    slope_covariance = np.zeros((0, 0))
+    if slope_term and prior.weight_spread is not None:
+        # Bayesian linear model: prior N(prior weights, diag(spread)); the rows' information
+        # counted per cell (rows of one cell share their errors), noise at the model's sigma
+        spread = prior.weight_spread[[prior.feature_names.index(n) for n in names]]
+        Z0 = Z - Z.mean(0)
+        A = (Z0.T @ Z0) * (len(cells) / len(y)) / sigma**2 + np.diag(1.0 / spread)
+        S = np.linalg.inv(A)
+        slope_covariance = 0.5 * (S + S.T)
     Uu = rows.U[:, available]
     summary = TrainingSummary(
         kind=KIND_PRIOR,
@@ -202,4 +221,5 @@ def _calibrate(
         sigma_knots=np.array([0.5 * (lo + hi)]),
         sigma_values=np.array([sigma]),
         summary=summary,
+        slope_covariance=slope_covariance,
     )

@@ -126,7 +126,7 @@ def _choose_model(
         # 3 cells: their a priori strength of 1 is already fixed, and at 10 one LFP-20Ah cell
         # (features scaled by its own small spread) estimated the others 8.6 points off, not 2.4.
         top = max(settings.prior_strengths) if strength is None else strength
-        return _calibrate(name, rows, prior, settings, top)
+        return _calibrate(name, rows, prior, settings, top, slope_term=True)
     candidates: list[DesignModel] = []
     if n_cells >= settings.min_cells or (prior is None and n_cells >= 3):
         candidates.append(
@@ -214,7 +214,13 @@ def _predict_one(
 
 def _widened(model: DesignModel, factor: float, summary: TrainingSummary) -> DesignModel:
     subs = tuple(_widened(m, factor, m.summary) for m in model.by_width)
-    return replace(model, sigma_values=model.sigma_values * factor, by_width=subs, summary=summary)
+    return replace(
+        model,
+        sigma_values=model.sigma_values * factor,
+        slope_covariance=model.slope_covariance * factor**2,  # its term is a variance
+        by_width=subs,
+        summary=summary,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
