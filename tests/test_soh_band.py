@@ -15,6 +15,7 @@ import pytest
 from test_soh_model import Table
 from test_soh_nested import NEW, SETTINGS, _args
 
+from passport.soh import model_summary
 from passport.soh._base import KIND_KERNEL, KIND_PRIOR
 from passport.soh.model import Z90, FitSettings, SohModel, SohModelError, fit_pooled_prior
 
@@ -80,6 +81,26 @@ def test_cells_across_the_range_are_calibrated_as_before(soh_dev: Table, prior: 
         _calibrated(prior, SETTINGS, cal).models[NEW].to_dict()
         == _calibrated(prior, NO_RULE, cal).models[NEW].to_dict()
     )
+
+
+def test_many_cells_of_one_band_keep_their_kernel_model_and_are_warned_about(
+    soh_dev: Table, prior: Any
+) -> None:
+    """From `compare_below` cells on the rule does not apply (in the band the kernel model is
+    twice as accurate), but the design's other cells are still extrapolations: the warning
+    comes however many cells there are."""
+    new = soh_dev.rows(soh_dev.design == NEW)
+    cells = np.unique(new.group)
+    by_soh = cells[np.argsort([new.soh[new.group == c].mean() for c in cells])]
+    top = new.rows(np.isin(new.group, by_soh[-SETTINGS.compare_below :]))
+    assert np.ptp(top.soh) < SETTINGS.narrow_span
+    model = _calibrated(prior, SETTINGS, top)
+    assert model.models[NEW].summary.kind == KIND_KERNEL
+    (warning,) = model_summary(model)[NEW]["warnings"]  # type: ignore[misc]
+    assert f"its {SETTINGS.compare_below} cells span SoH" in warning
+    wide = new.rows(np.isin(new.group, cells[:: max(1, len(cells) // 20)]))
+    assert np.ptp(wide.soh) >= SETTINGS.narrow_span
+    assert model_summary(_calibrated(prior, SETTINGS, wide))[NEW]["warnings"] == []
 
 
 @pytest.mark.parametrize("cells", [1, 2])

@@ -168,12 +168,14 @@ def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
 
 
 def _warnings(m: DesignModel, settings: FitSettings) -> list[str]:
-    """What a user must know before trusting a design's estimates. A few cells of a narrow SoH
-    band teach little about other cells: such a design is held to the pooled prior's slopes
-    (`model._choose_model`), yet in the bench's band draws its sigma still covered only
-    0.59-0.78 of the design's other cells."""
+    """What a user must know before trusting a design's estimates. Cells of one SoH band teach
+    little about other cells, however many they are. From 3 to `compare_below` - 1 cells such
+    a design is held to the pooled prior's slopes with their uncertainty in sigma
+    (`model._choose_model`), yet band draws of 5 and 8 cells still covered 0.79 and 0.75 of the
+    design's other cells; from `compare_below` cells on it keeps its kernel model, whose sigma
+    covered 0.02-0.58 of them (20-40 cells of one end of a design's range; docs/soh-accuracy.md)."""
     s = m.summary
-    if settings.narrow_band(s.n_cells, s.soh_max - s.soh_min):
+    if settings.narrow_band(s.soh_max - s.soh_min):
         return [
             f"its {s.n_cells} cells span SoH {s.soh_min:.2f}-{s.soh_max:.2f} only: estimates of "
             "cells outside that band are extrapolations its sigma does not fully allow for (add "

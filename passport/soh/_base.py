@@ -93,14 +93,16 @@ class FitSettings:
     # inner out-of-fold novelty; no widening below novelty_min_cells cells (or with no bins)
     novelty_quantiles: tuple[float, ...] = (0.5, 0.75, 0.9)
     novelty_min_cells: int = 10
-    # fewer than compare_below cells spanning less SoH than this (a band): the prior-shrunk
-    # model at the strongest prior strength, no kernel model (see `model._choose_model`)
+    # cells spanning less SoH than this (a band): warned about however many they are; from 3
+    # to fewer than compare_below of them, the prior-shrunk model at the strongest prior
+    # strength with its slopes' uncertainty in sigma, no kernel model (`model._choose_model`)
     narrow_span: float = 0.10
 
-    def narrow_band(self, n_cells: int, soh_span: float) -> bool:
-        """Few cells of one SoH band: what the model choice holds to the prior (from 3 cells)
-        and what `model_summary` warns about."""
-        return n_cells < self.compare_below and soh_span < self.narrow_span
+    def narrow_band(self, soh_span: float) -> bool:
+        """Cells of one SoH band, which say little of cells outside it: what `model_summary`
+        warns about (any number of cells) and the model choice holds to the prior (3 to
+        fewer than `compare_below` cells)."""
+        return soh_span < self.narrow_span
 
 
 # ---------------------------------------------------------------------------------------------

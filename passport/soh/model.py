@@ -115,8 +115,8 @@ def _choose_model(
     n_cells = len(np.unique(rows.groups))
     if (
         prior is not None
-        and n_cells >= 3
-        and settings.narrow_band(n_cells, float(np.ptp(rows.soh)))
+        and 3 <= n_cells < settings.compare_below
+        and settings.narrow_band(float(np.ptp(rows.soh)))
     ):
         # cells of one SoH band: a kernel model cannot reach outside it (its estimates are
         # clipped to the band), and grouped CV inside the band prefers whatever follows the band
