@@ -214,7 +214,7 @@ def _estimate_block(
     sigma = np.interp(soh, k.knots, k.values)
     if nearest is not None:
         sigma *= np.interp(-nearest, k.novelty_knots, k.novelty_factors)
-    if len(k.slope_covariance):  # e S e^T per row: about r^2 flops, r ~ 20
+    if len(k.slope_covariance):  # e S e^T per row: about r^2 flops, r = 23-44 features
         e = E[:, :r]
         with np.errstate(invalid="ignore", over="ignore"):  # hostile rows: NaN, refused below
             sigma = np.sqrt(sigma * sigma + np.einsum("ij,ij->i", e @ k.slope_covariance, e))

@@ -19,7 +19,9 @@ all-widths model (also for widths not seen in training). Each row is estimated o
 
 A design with only a few calibration cells borrows strength from a pooled prior: a linear model on
 per-design standardised features fitted across all other designs, towards which the new design's
-coefficients are shrunk (`SohModel.calibrate_new_design`).
+coefficients are shrunk (`SohModel.calibrate_new_design`). Calibration cells of one SoH band are
+held to it, and their sigma carries the slopes' own uncertainty, growing with a row's distance
+from them.
 
 Rows that cannot be estimated get an error code instead of a number: a design without a model,
 required voltages missing, or inputs outside what the design's model saw in training.
@@ -125,6 +127,9 @@ def _choose_model(
         # 0.13-0.59 (docs/soh-accuracy.md); random draws of few cells hardly changed. Not below
         # 3 cells: their a priori strength of 1 is already fixed, and at 10 one LFP-20Ah cell
         # (features scaled by its own small spread) estimated the others 8.6 points off, not 2.4.
+        # Sigma also carries the slopes' own uncertainty: band draws of 3 / 5 / 8 cells then
+        # covered 0.91 / 0.79 / 0.75 instead of 0.76 / 0.61 / 0.58. Not from compare_below cells
+        # on: there the kernel model was up to 3.9 times as accurate inside the band.
         top = max(settings.prior_strengths) if strength is None else strength
         return _calibrate(name, rows, prior, settings, top, slope_term=True)
     candidates: list[DesignModel] = []
@@ -275,8 +280,9 @@ class SohModel:
         then measured within tests too, never used as an input. A design with fewer
         than `settings.compare_below` cells also gets a prior-shrunk model (the prior pooled
         from the other designs) and keeps whichever does better in grouped CV; below
-        `settings.min_cells` cells, or cells spanning less than `settings.narrow_span` of SoH,
-        only the prior-shrunk one. `on_progress(done, total, design)` is called before the
+        `settings.min_cells` cells, or 3 to `settings.compare_below` - 1 cells spanning less than
+        `settings.narrow_span` of SoH, only the prior-shrunk one (for the latter with the
+        slopes' own uncertainty in sigma). `on_progress(done, total, design)` is called before the
         first design and after each one."""
         by_design = _split(design, U, rated_ah, width_ms, soh, groups, tests)
         if not by_design:
@@ -318,9 +324,10 @@ class SohModel:
         """A copy of this model with `design` calibrated from a few cells through the pooled
         prior: its coefficients shrink towards the pooled ones (strength picked by grouped CV
         from 3 cells on, else 1). From `settings.min_cells` cells on a kernel model is fitted
-        too and whichever does better in grouped CV is kept, except for cells spanning less
-        than `settings.narrow_span` of SoH: those are held to the prior at its strongest
-        strength. Replaces a model of that name."""
+        too and whichever does better in grouped CV is kept, except for 3 to
+        `settings.compare_below` - 1 cells spanning less than `settings.narrow_span` of SoH:
+        those are held to the prior at its strongest strength, with the slopes' own uncertainty
+        in sigma. Replaces a model of that name."""
         if self.prior is None:
             raise SohModelError("this model has no pooled prior (it was fitted on one design)")
         n = len(np.asarray(soh))
