@@ -700,6 +700,20 @@ def _nan_first(v: Any) -> Any:
     return float("nan")
 
 
+def _huge_first(v: Any) -> Any:
+    """The first number made 1e300 (finite in float64, beyond float32), or 1e-300 for a scale
+    (whose inverse overflows)."""
+    if isinstance(v, list):
+        return [_huge_first(v[0]), *v[1:]]
+    return 1e300
+
+
+def _tiny_first(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_tiny_first(v[0]), *v[1:]]
+    return 1e-300
+
+
 def _inf_last(v: Any) -> Any:
     if isinstance(v, list):
         return [*v[:-1], _inf_last(v[-1])]
@@ -780,6 +794,12 @@ MODEL_DICT_CASES = [
         pytest.param(_set_in_design(key, _inf_last), id=f"inf-{key.replace('_', '-')}")
         for key in ("linear_weights", "sigma_values", "intercept", "u_window")
     ),
+    # finite in float64 but overflowing the float32 products inference folds the model into
+    *(
+        pytest.param(_set_in_design(key, _huge_first), id=f"float32-overflow-{key}")
+        for key in ("linear_weights", "rbf_weights", "centres", "gamma", "feature_mean")
+    ),
+    pytest.param(_set_in_design("feature_scale", _tiny_first), id="float32-overflow-scale"),
 ]
 
 

@@ -208,3 +208,13 @@ def test_a_bad_weight_spread_is_refused_by_name(prior: PooledPrior, value: str) 
     d["weight_spread"] = bad
     with pytest.raises(SohModelError, match=r"weight_spread|pooled prior"):
         PooledPrior.from_dict(d)
+
+
+def test_a_slope_covariance_beyond_float32_is_refused(held: SohModel) -> None:
+    """Finite in the file, infinite in the float32 path: refused at load, not a warning and an
+    infinite sigma."""
+    d = copy.deepcopy(held.to_dict())
+    r = len(d["designs"][NEW]["linear_weights"])
+    d["designs"][NEW]["slope_covariance"] = (np.eye(r) * 1e300).tolist()
+    with pytest.raises(SohModelError, match="float32"):
+        SohModel.from_dict(d)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from passport.soh._base import _WIDTH_INDEX, FloatArray, IntArray
+from passport.soh._base import _WIDTH_INDEX, FloatArray, IntArray, SohModelError
 from passport.soh._params import DesignModel, same_width
 from passport.soh.features import COEF, FEATURE_NAMES, RESISTANCE
 
@@ -72,6 +72,20 @@ class _Compiled:
 
 
 def _compile(m: DesignModel, rating_tolerance: float) -> _Compiled:
+    """The folded form, refused by name when a parameter (finite in float64, as `_params`
+    checks) overflows the float32 products: a hostile or corrupt model file, which would
+    otherwise give infinite or NaN estimates with a numpy warning instead of an error."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        k = _fold(m, rating_tolerance)
+    folded = (k.G_fast, k.G_any, k.centres_t, k.rbf_weights, k.linear, k.slope_covariance)
+    if not (all(np.isfinite(a).all() for a in folded) and math.isfinite(k.minus_gamma)):
+        raise SohModelError(
+            f"design {m.design!r}: parameters too large for the estimator's float32 arithmetic"
+        )
+    return k
+
+
+def _fold(m: DesignModel, rating_tolerance: float) -> _Compiled:
     idx = [FEATURE_NAMES.index(n) for n in m.feature_names]
     P = m.projection / m.feature_scale[:, None]  # (features - mean) @ P = z @ projection
     cols = np.array(m.u_columns, dtype=np.int64)
