@@ -34,7 +34,9 @@ its strongest, without a kernel model). "local" is the same procedure with the p
 weights set to zero; "calibration_mean" predicts the mean SoH of the calibration cells.
 `draws_warned` counts the draws whose calibrated design got the narrow-band warning of
 `model_summary` (cells spanning under 10 points of SoH), with the coverage of those draws and
-of the others.
+of the others. `band` does the same with n cells adjacent in SoH order (a random start, 10 draws
+per n, a random stream of its own so that the random draws stay as they were): calibration
+cells from one batch of similar age, the case where a few cells teach least about the others.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ TARGET_P95 = 4.0
 TARGET_COVERAGE = (0.87, 0.93)
 PRIOR_CELLS = (1, 2, 3, 5, 8, 12, 20)
 PRIOR_DRAWS = 10
+BAND_CELLS = (3, 5, 8)
 
 
 class Data:
@@ -358,6 +361,7 @@ def per_test(
 def prior_experiment(data: Data, full_mae: dict[str, float], seed: int) -> dict[str, Any]:
     designs = sorted(set(data.design.tolist()))
     rng = np.random.default_rng(seed)
+    band_rng = np.random.default_rng([seed, 1])  # its own stream: the random draws unchanged
     settings = FitSettings()
     out: dict[str, Any] = {}
     for d in designs:
@@ -425,8 +429,52 @@ def prior_experiment(data: Data, full_mae: dict[str, float], seed: int) -> dict[
             "full_model_cv_mae": full_mae[d],
             "curve": curve,
             "cells_within_1_point_of_full_model": enough,
+            "band": band_draws(data, d, shell, band_rng),
         }
     return out
+
+
+def band_draws(
+    data: Data, d: str, shell: SohModel, rng: np.random.Generator
+) -> list[dict[str, Any]]:
+    """Design d calibrated from n cells adjacent in SoH order (cells ranked by their mean SoH),
+    scored on its other cells."""
+    rows = data.design == d
+    cells = np.unique(data.group[rows])
+    mean_soh = [float(data.soh[rows & (data.group == c)].mean()) for c in cells]
+    ranked = cells[np.argsort(mean_soh, kind="stable")]
+    points = []
+    for n in BAND_CELLS:
+        if n > len(cells) - 2:
+            break
+        mae: list[float] = []
+        cov: list[float] = []
+        warned: list[bool] = []
+        for _ in range(PRIOR_DRAWS):
+            start = int(rng.integers(0, len(ranked) - n + 1))
+            cal = rows & np.isin(data.group, ranked[start : start + n])
+            test = rows & ~cal
+            m = shell.calibrate_new_design(
+                d, data.U[cal], data.rated_ah[cal], data.width_ms[cal], data.soh[cal],
+                data.group[cal],
+            )  # fmt: skip
+            s, sd, err = m.predict(
+                data.design[test], data.U[test], data.rated_ah[test], data.width_ms[test]
+            )
+            ok = err == ""
+            e = np.abs(s[ok] - data.soh[test][ok])
+            mae.append(float(e.mean() * 100))
+            cov.append(float(np.mean(e <= Z90 * sd[ok])))
+            warned.append(bool(model_summary(m)[d]["warnings"]))
+        points.append(
+            {
+                "cells": n,
+                "mae_prior": round(float(np.mean(mae)), 2),
+                "coverage_prior": round(float(np.mean(cov)), 3),
+                **warned_split(cov, warned),
+            }
+        )
+    return points
 
 
 def warned_split(coverage: list[float], warned: list[bool]) -> dict[str, Any]:

@@ -167,6 +167,7 @@ def test_the_prior_experiment_splits_its_draws_by_the_warning(
     bench = _bench_module()
     monkeypatch.setattr(bench, "PRIOR_CELLS", (3,))
     monkeypatch.setattr(bench, "PRIOR_DRAWS", 8)
+    monkeypatch.setattr(bench, "BAND_CELLS", (3,))
     three = (*DESIGNS, "NMC-2.1Ah")  # a pooled prior needs two designs besides the held one
     with open(shared_path("data", "soh", "pulse_features_dev.csv"), newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["design"] in three]
@@ -176,13 +177,19 @@ def test_the_prior_experiment_splits_its_draws_by_the_warning(
         writer.writeheader()
         writer.writerows(rows)
     out = bench.prior_experiment(bench.Data(path), dict.fromkeys(three, 0.0), 0)
-    warned_any = False
+    warned = {"curve": 0, "band": 0}
     for d in three:
-        (point,) = out[d]["curve"]
-        k = point["draws_warned"]
-        assert 0 <= k <= 8
-        warned_any |= k > 0
-        parts = [(k, point["coverage_prior_warned"]), (8 - k, point["coverage_prior_not_warned"])]
-        mean = sum(n * c for n, c in parts if n) / 8
-        assert point["coverage_prior"] == pytest.approx(mean, abs=2e-3)  # both rounded
-    assert warned_any  # 3 random NMC-21Ah cells often span under 10 points
+        for kind in warned:
+            (point,) = out[d][kind]
+            assert point["cells"] == 3
+            k = point["draws_warned"]
+            assert 0 <= k <= 8
+            warned[kind] += k
+            parts = [
+                (k, point["coverage_prior_warned"]),
+                (8 - k, point["coverage_prior_not_warned"]),
+            ]
+            mean = sum(n * c for n, c in parts if n) / 8
+            assert point["coverage_prior"] == pytest.approx(mean, abs=2e-3)  # both rounded
+    assert warned["curve"] > 0  # 3 random NMC-21Ah cells often span under 10 points
+    assert warned["band"] > warned["curve"]  # 3 cells adjacent in SoH, more often still
