@@ -396,21 +396,12 @@ def prior_experiment(data: Data, full_mae: dict[str, float], seed: int) -> dict[
                 cal_cells = rng.choice(cells, n, replace=False)
                 cal = rows & np.isin(data.group, cal_cells)
                 test = rows & ~np.isin(data.group, cal_cells)
-                args = (
-                    data.U[cal], data.rated_ah[cal], data.width_ms[cal], data.soh[cal],
-                    data.group[cal],
-                )  # fmt: skip
                 for name, base in (("prior", shell), ("local", local_shell)):
-                    m = base.calibrate_new_design(d, *args)
-                    s, sd, err = m.predict(
-                        data.design[test], data.U[test], data.rated_ah[test], data.width_ms[test]
-                    )
-                    ok = err == ""
-                    acc[name].append(float(np.abs(s[ok] - data.soh[test][ok]).mean() * 100))
+                    mae, cov, was_warned = calibrated_scores(data, d, base, cal, test)
+                    acc[name].append(mae)
                     if name == "prior":
-                        within = np.abs(s[ok] - data.soh[test][ok]) <= Z90 * sd[ok]
-                        acc["cov"].append(float(within.mean()))
-                        warned.append(bool(model_summary(m)[d]["warnings"]))
+                        acc["cov"].append(cov)
+                        warned.append(was_warned)
                 acc["mean"].append(
                     float(np.abs(data.soh[cal].mean() - data.soh[test]).mean()) * 100
                 )
@@ -453,19 +444,10 @@ def band_draws(
         for _ in range(PRIOR_DRAWS):
             start = int(rng.integers(0, len(ranked) - n + 1))
             cal = rows & np.isin(data.group, ranked[start : start + n])
-            test = rows & ~cal
-            m = shell.calibrate_new_design(
-                d, data.U[cal], data.rated_ah[cal], data.width_ms[cal], data.soh[cal],
-                data.group[cal],
-            )  # fmt: skip
-            s, sd, err = m.predict(
-                data.design[test], data.U[test], data.rated_ah[test], data.width_ms[test]
-            )
-            ok = err == ""
-            e = np.abs(s[ok] - data.soh[test][ok])
-            mae.append(float(e.mean() * 100))
-            cov.append(float(np.mean(e <= Z90 * sd[ok])))
-            warned.append(bool(model_summary(m)[d]["warnings"]))
+            draw_mae, draw_cov, draw_warned = calibrated_scores(data, d, shell, cal, rows & ~cal)
+            mae.append(draw_mae)
+            cov.append(draw_cov)
+            warned.append(draw_warned)
         points.append(
             {
                 "cells": n,
@@ -475,6 +457,23 @@ def band_draws(
             }
         )
     return points
+
+
+def calibrated_scores(
+    data: Data, d: str, shell: SohModel, cal: np.ndarray, test: np.ndarray
+) -> tuple[float, float, bool]:
+    """Design d calibrated through `shell`'s prior from the rows `cal`, scored on the rows
+    `test`: MAE (points), 90 % coverage, and whether it got the narrow-band warning."""
+    m = shell.calibrate_new_design(
+        d, data.U[cal], data.rated_ah[cal], data.width_ms[cal], data.soh[cal], data.group[cal]
+    )
+    s, sd, err = m.predict(
+        data.design[test], data.U[test], data.rated_ah[test], data.width_ms[test]
+    )
+    ok = err == ""
+    e = np.abs(s[ok] - data.soh[test][ok])
+    warned = bool(model_summary(m)[d]["warnings"])
+    return float(e.mean() * 100), float(np.mean(e <= Z90 * sd[ok])), warned
 
 
 def warned_split(coverage: list[float], warned: list[bool]) -> dict[str, Any]:

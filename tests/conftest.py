@@ -10,6 +10,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
@@ -40,6 +41,18 @@ def soh_dev() -> object:
     from test_soh_model import read_table
 
     return read_table(shared_path("data", "soh", "pulse_features_dev.csv").read_text("utf-8"))
+
+
+@pytest.fixture(scope="session")
+def soh_new_prior(soh_dev: Any) -> object:
+    """The pooled prior of the dev designs other than `test_soh_nested.NEW` (what `soh
+    calibrate` uses for a new design), fitted once."""
+    from test_soh_nested import NEW, SETTINGS, _args
+
+    from passport.soh.model import fit_pooled_prior
+
+    o = soh_dev.rows(soh_dev.design != NEW)
+    return fit_pooled_prior(o.design, *_args(o), settings=SETTINGS)
 
 
 @pytest.fixture

@@ -17,16 +17,15 @@ from test_soh_nested import NEW, SETTINGS, _args
 
 from passport.soh import model_summary
 from passport.soh._base import KIND_KERNEL, KIND_PRIOR
-from passport.soh.model import Z90, FitSettings, SohModel, SohModelError, fit_pooled_prior
+from passport.soh.model import Z90, FitSettings, SohModel, SohModelError
 
 NO_RULE = replace(SETTINGS, narrow_span=0.0)  # what calibration did before the rule
 
 
 @pytest.fixture(scope="module")
-def prior(soh_dev: Table) -> Any:
+def prior(soh_new_prior: Any) -> Any:
     """The pooled prior of the other designs (what `soh calibrate` uses for a new design)."""
-    o = soh_dev.rows(soh_dev.design != NEW)
-    return fit_pooled_prior(o.design, *_args(o), settings=SETTINGS)
+    return soh_new_prior
 
 
 def _band(dev: Table, lo: float, hi: float) -> tuple[Table, Table]:

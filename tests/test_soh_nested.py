@@ -13,9 +13,9 @@ from passport.soh.model import (
     Z90,
     DesignModel,
     FitSettings,
+    PooledPrior,
     SohModel,
     _choose_model,
-    fit_pooled_prior,
     group_kfold,
 )
 
@@ -33,11 +33,9 @@ def dev(soh_dev: Table) -> Table:
 
 
 @pytest.fixture(scope="module")
-def shell(dev: Table) -> SohModel:
+def shell(soh_new_prior: PooledPrior) -> SohModel:
     """A model holding only the pooled prior of the other designs (what `soh calibrate` uses)."""
-    o = dev.rows(dev.design != NEW)
-    prior = fit_pooled_prior(o.design, *_args(o), settings=SETTINGS)
-    return SohModel({}, prior, SETTINGS)
+    return SohModel({}, soh_new_prior, SETTINGS)
 
 
 def _calibration(dev: Table, cells: int) -> Table:

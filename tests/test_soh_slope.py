@@ -27,9 +27,8 @@ from passport.soh.model import (
 
 
 @pytest.fixture(scope="module")
-def prior(soh_dev: Table) -> PooledPrior:
-    o = soh_dev.rows(soh_dev.design != NEW)
-    return fit_pooled_prior(o.design, *_args(o), settings=SETTINGS)
+def prior(soh_new_prior: PooledPrior) -> PooledPrior:
+    return soh_new_prior
 
 
 @pytest.fixture(scope="module")
