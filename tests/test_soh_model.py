@@ -12,7 +12,7 @@ import io
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -322,6 +322,27 @@ def test_designs_with_several_widths_get_per_width_models(model: SohModel, table
     pooled, _ = m._own_estimate(at_w.U, at_w.rated_ah, between)
     assert (err == "").all()
     assert np.abs(soh - pooled).max() < 1e-4
+
+
+def test_per_width_models_are_found_in_any_order(model: SohModel, table: Table) -> None:
+    """A model file may list a design's per-width models in any order: each row still gets
+    the model of its width (rows are mapped to the nearest width, then checked)."""
+    m = model.models["LFP-20Ah"]
+    assert len(m.by_width) == 4
+    shuffled = replace(m, by_width=(m.by_width[2], m.by_width[0], m.by_width[3], m.by_width[1]))
+    other = SohModel({**model.models, "LFP-20Ah": shuffled}, model.prior, model.settings)
+    rows = table.rows(table.design == "LFP-20Ah")
+    width = rows.width_ms.copy()
+    width[::5] = 300.0  # between trained widths: the all-widths model
+    got = other.predict(rows.design, rows.U, rows.rated_ah, width)
+    want = model.predict(rows.design, rows.U, rows.rated_ah, width)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    for sub in m.by_width:  # and each width's rows match its own model's formulas
+        at = rows.width_ms == sub.width_range_ms[0]
+        at[::5] = False
+        ref, _ = sub.reference_estimate(rows.U[at], rows.rated_ah[at], rows.width_ms[at])
+        assert np.abs(got[0][at] - ref).max() < 1e-4
 
 
 def test_predict_groups_mixed_designs_and_widths(model: SohModel, table: Table) -> None:

@@ -1,7 +1,9 @@
-"""Compiled inference: a design model folded into float32 matrix products on the raw voltages."""
+"""Compiled inference: rows routed to their design's folded models (`_fold`), estimated in
+blocks of float32 matrix products."""
 
 from __future__ import annotations
 
+import ctypes
 import math
 import sys
 from collections.abc import Mapping
@@ -11,217 +13,61 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from passport.soh._base import _WIDTH_INDEX, FloatArray, IntArray, SohModelError
+from passport.soh._base import FloatArray, IntArray
+from passport.soh._fold import Folded, fold_design
 from passport.soh._params import DesignModel, same_width
-from passport.soh.features import COEF, FEATURE_NAMES, RESISTANCE
 
 _CHUNK = 4_096  # rows per block at inference: the (rows x centres) matrix stays in cache
 
 _OK, _RANGE, _MISSING, _NO_MODEL = range(4)
 
 
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    """A design model folded into float32 matrix products on the raw voltages.
-
-    With D = [U[c0] - u_ref, U[c1] - U[c0], ..., U[cq-1] - U[cq-2]] (the first required voltage
-    about the centre of the voltage window, then the steps between consecutive required ones,
-    taken in float64 and only then rounded to float32), X = [D, log10(width) - w_ref, 1] (and,
-    for a row whose rating is not the design's, also D / rated_ah and 1 / rated_ah), the
-    embedding is E = X @ G, carried with two spare columns [-gamma |e|^2, 1] so that the RBF
-    exponents are one product with the centres and the linear part plus intercept another.
-    The largest exponent of a row is minus its novelty (`_base._novelty`), which widens sigma.
-
-    Precision: every feature is a short sum of voltage steps, so float32 rounding of the steps
-    (mV to 100s of mV) costs ~1e-7 of a feature's own size, where rounding the voltages
-    themselves (~1 V about u_ref) cost ~1e-7 of a volt and wrecked features that vary by
-    microvolts. The fast path stays within 1e-4 of the float64 reference (`reference_estimate`)
-    on the models tested for it: ~1e-5 on the dev designs, ~4e-5 on a synthetic-cell model.
-    The worst seen is 3.1e-4 (0.03 SoH points), on a model of noise-free synthetic cells with a
-    few odd ones (tests/test_soh_novelty.py), whose features vary by microvolts.
-
-    Row independence: a row's path (G_fast for the design's own rating, else G_any) depends on
-    that row only. What its neighbours can still change is float32 rounding: OpenBLAS's sgemm
-    rounds a row's products a little differently by its position in a block (edge tiles, first
-    block of M): up to ~1e-5 on an estimate (~4e-5 on the synthetic model), within the same 1e-4.
-    Bit-identical results would need float64 products (3x slower on the RBF product)."""
-
-    cols: IntArray
-    span: tuple[int, int] | None  # cols as a contiguous range: a view instead of a copy
-    u_ref: float  # centre of the voltage window (V)
-    w_ref: float
-    rated_ah: float
-    G_fast: npt.NDArray[np.float32]  # (q + 2, r + 2): rows of the design's own rating
-    G_any: npt.NDArray[np.float32]  # (2q + 3, r + 2): any rating
-    minus_gamma: float
-    centres_t: npt.NDArray[np.float32]  # (m, r + 2): [2 gamma C^T; 1; -gamma |c|^2]^T
-    rbf_weights: npt.NDArray[np.float32]
-    linear: npt.NDArray[np.float32]  # (r + 2,): [linear weights, 0, intercept]
-    lo_u: float  # accepted voltages
-    hi_u: float
-    lo_w: float
-    hi_w: float
-    lo_ah: float
-    hi_ah: float
-    clip: tuple[float, float]
-    knots: FloatArray
-    values: FloatArray
-    novelty_knots: FloatArray  # empty: sigma not widened with novelty
-    novelty_factors: FloatArray
-    slope_covariance: npt.NDArray[np.float32]  # (r, r), or (0, 0): no slope term in sigma
-
-
-def _compile(m: DesignModel, rating_tolerance: float) -> _Compiled:
-    """The folded form, refused by name when a parameter (finite in float64, as `_params`
-    checks) overflows the float32 products: a hostile or corrupt model file, which would
-    otherwise give infinite or NaN estimates with a numpy warning instead of an error."""
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        k = _fold(m, rating_tolerance)
-    folded = (k.G_fast, k.G_any, k.centres_t, k.rbf_weights, k.linear, k.slope_covariance)
-    if not (all(np.isfinite(a).all() for a in folded) and math.isfinite(k.minus_gamma)):
-        raise SohModelError(
-            f"design {m.design!r}: parameters too large for the estimator's float32 arithmetic"
-        )
-    return k
-
-
-def _fold(m: DesignModel, rating_tolerance: float) -> _Compiled:
-    idx = [FEATURE_NAMES.index(n) for n in m.feature_names]
-    P = m.projection / m.feature_scale[:, None]  # (features - mean) @ P = z @ projection
-    cols = np.array(m.u_columns, dtype=np.int64)
-    q, r = len(cols), P.shape[1]
-    u_mid = 0.5 * (m.u_window[0] + m.u_window[1])
-    u_ref = np.full(q, u_mid)
-    w_ref = float(np.log10(math.sqrt(m.width_range_ms[0] * m.width_range_ms[1])))
-    Gv = np.zeros((q, r))  # voltage features
-    Gr = np.zeros((q, r))  # resistances, still to be divided by rated_ah
-    g_w = np.zeros(r)
-    for row, j in enumerate(idx):
-        if j == _WIDTH_INDEX:
-            g_w = P[row].copy()
-        elif RESISTANCE[j]:
-            Gr += COEF[cols, j][:, None] * P[row][None, :]
-        else:
-            Gv += COEF[cols, j][:, None] * P[row][None, :]
-    c = u_ref @ Gv + w_ref * g_w - m.feature_mean @ P  # constant part of E
-    g_r = u_ref @ Gr  # ... and of the resistances, per 1/rated_ah
-    # on voltage steps: U - u_ref = cumsum(D), so the rows for D are reverse cumulative sums
-    Gv = np.cumsum(Gv[::-1], axis=0)[::-1]
-    Gr = np.cumsum(Gr[::-1], axis=0)[::-1]
-
-    def spare(rows: FloatArray, ones: bool) -> FloatArray:
-        out = np.zeros((rows.shape[0], r + 2))
-        out[:, :r] = rows
-        if ones:
-            out[-1, r + 1] = 1.0
-        return out
-
-    G_fast = spare(np.vstack([Gv + Gr / m.rated_ah, g_w, c + g_r / m.rated_ah]), True)
-    G_any = spare(np.vstack([Gv, Gr, g_r, g_w, c]), True)
-    mg = m.gamma
-    C = m.centres
-    centres = np.vstack([2.0 * mg * C.T, np.ones((1, len(C))), -mg * (C * C).sum(1)[None, :]])
-    linear = np.concatenate([m.linear_weights, [0.0, m.intercept]])
-    span = (int(cols[0]), int(cols[-1]) + 1) if q and np.all(np.diff(cols) == 1) else None
-    f32 = np.float32
-    return _Compiled(
-        cols=cols,
-        span=span,
-        u_ref=u_mid,
-        w_ref=w_ref,
-        rated_ah=m.rated_ah,
-        G_fast=np.ascontiguousarray(G_fast, dtype=f32),
-        G_any=np.ascontiguousarray(G_any, dtype=f32),
-        minus_gamma=-mg,
-        centres_t=np.ascontiguousarray(centres.T, dtype=f32),
-        rbf_weights=np.ascontiguousarray(m.rbf_weights, dtype=f32),
-        linear=np.ascontiguousarray(linear, dtype=f32),
-        lo_u=m.u_window[0],
-        hi_u=m.u_window[1],
-        lo_w=m.width_range_ms[0] * (1 - 1e-9),
-        hi_w=m.width_range_ms[1] * (1 + 1e-9),
-        lo_ah=m.rated_ah * (1 - rating_tolerance),
-        hi_ah=m.rated_ah * (1 + rating_tolerance),
-        clip=m.soh_clip,
-        knots=m.sigma_knots,
-        values=m.sigma_values,
-        novelty_knots=m.novelty_knots,
-        novelty_factors=m.novelty_factors,
-        slope_covariance=np.ascontiguousarray(m.slope_covariance, dtype=f32),
-    )
-
-
-def _predict_block(
-    k: _Compiled,
-    U: FloatArray,
-    rated_ah: FloatArray,
-    width_ms: FloatArray,
-) -> tuple[FloatArray, FloatArray, npt.NDArray[np.uint8]]:
-    """Estimates for rows of one design (a block of at most _CHUNK rows); error as a code
-    (index into _CODES). U holds only the design's columns `k.cols`. Rows of the design's own
-    rating take the short product (G_fast), others the long one (G_any): chosen per row, so a
-    row's estimate never depends on the ratings of the other rows in its block."""
-    own = rated_ah == k.rated_ah
-    if own.all() or not own.any():
-        return _estimate_block(k, U, rated_ah, width_ms, bool(own.all()))
-    n = len(U)
-    soh, sigma = np.empty(n), np.empty(n)
-    error = np.empty(n, dtype=np.uint8)
-    for rows, fast in ((np.flatnonzero(own), True), (np.flatnonzero(~own), False)):
-        soh[rows], sigma[rows], error[rows] = _estimate_block(
-            k, U[rows], rated_ah[rows], width_ms[rows], fast
-        )
-    return soh, sigma, error
-
-
 def _estimate_block(
-    k: _Compiled,
-    U: FloatArray,
-    rated_ah: FloatArray,
-    width_ms: FloatArray,
-    fast: bool,
-) -> tuple[FloatArray, FloatArray, npt.NDArray[np.uint8]]:
-    n, q = len(U), len(k.cols)
-    G = k.G_fast if fast else k.G_any
+    k: Folded,
+    rows_u: FloatArray,
+    lw: FloatArray,
+    inv: FloatArray | None,
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.uint8] | None]:
+    """(soh, sigma, code) for a block of at most _CHUNK rows of one model.
+
+    `rows_u` holds whole input rows (the model's voltages are `k.cols`), `lw` is
+    log10(width) - k.w_ref per row, and `inv` is 1 / rated_ah per row for rows not of the
+    design's own rating (the long product, G_any), None for rows of its own (G_fast). The
+    width and rating checks are made per row by the caller, under whose np.errstate this
+    runs; `code` is None when every row is inside the voltage window, else _OK / _RANGE /
+    _MISSING per row."""
+    n, q = len(rows_u), len(k.cols)
+    G = k.G_fast if inv is None else k.G_any
+    U = rows_u[:, k.span[0] : k.span[1]] if k.span is not None else rows_u[:, k.cols]
     X = np.empty((n, G.shape[0]), dtype=np.float32)
-    # (hostile voltages, e.g. 1e308, overflow float32: such rows fail the window check below)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        # voltage steps, taken in float64 and then rounded (see _Compiled)
-        np.subtract(U[:, 0], k.u_ref, out=X[:, 0], casting="same_kind")
-        np.subtract(U[:, 1:], U[:, :-1], out=X[:, 1:q], casting="same_kind")
-        inside = (width_ms >= k.lo_w) & (width_ms <= k.hi_w)
-        if not fast:  # the fast path's rows have the design's own rating
-            inside &= (rated_ah >= k.lo_ah) & (rated_ah <= k.hi_ah)
-        # voltages: one flat min/max over the block (NaN propagates and fails the test), row
-        # by row only when the block has a row outside the window
-        if n and not (U.min() >= k.lo_u and U.max() <= k.hi_u):
-            inside &= ((k.lo_u <= U) & (k.hi_u >= U)).all(1)
-        lw = np.log10(width_ms) - k.w_ref
-        if fast:
-            X[:, q] = lw
-            X[:, q + 1] = 1.0
-        else:
-            inv = 1.0 / rated_ah
-            np.multiply(X[:, :q], inv[:, None], out=X[:, q : 2 * q], casting="same_kind")
-            X[:, 2 * q] = inv
-            X[:, 2 * q + 1] = lw
-            X[:, 2 * q + 2] = 1.0
-        # (rows, r + 2) = X @ G, then (rows, m) = E @ centres: on blocks of _CHUNK rows
-        # both stay in cache (a third faster than transposed products on blocks of 32k)
-        E = X @ G
-        r = E.shape[1] - 2
-        E[:, r] = k.minus_gamma * np.einsum("ij,ij->i", E[:, :r], E[:, :r])
-        out = E @ k.linear
-        nearest = None
-        if len(k.rbf_weights):
-            # (m, rows): -gamma |e - c|^2, transposed so that the nearest centre of each row
-            # is an element-wise max over contiguous rows of centres (a max along each row of
-            # the untransposed product costs five times as much); the product costs the same
-            Dt = k.centres_t @ E.T
-            if len(k.novelty_knots):
-                nearest = Dt.max(axis=0)  # -novelty
-            np.exp(Dt, out=Dt)
-            out += k.rbf_weights @ Dt
+    # voltage steps, taken in float64 and then rounded (see Folded); hostile voltages (e.g.
+    # 1e308) overflow float32, and such rows fail the window check below
+    np.subtract(U[:, 0], k.u_ref, out=X[:, 0], casting="same_kind")
+    np.subtract(U[:, 1:], U[:, :-1], out=X[:, 1:q], casting="same_kind")
+    if inv is None:
+        X[:, q] = lw
+        X[:, q + 1] = 1.0
+    else:
+        np.multiply(X[:, :q], inv[:, None], out=X[:, q : 2 * q], casting="same_kind")
+        X[:, 2 * q] = inv
+        X[:, 2 * q + 1] = lw
+        X[:, 2 * q + 2] = 1.0
+    # (rows, r + 2) = X @ G, then (centres, rows) = centres @ E.T: on blocks of _CHUNK rows
+    # both stay in cache (a third faster than on blocks of 32k)
+    E = X @ G
+    r = E.shape[1] - 2
+    E[:, r] = k.minus_gamma * np.einsum("ij,ij->i", E[:, :r], E[:, :r])
+    out = E @ k.linear
+    nearest = None
+    if len(k.rbf_weights):
+        # (m, rows): -gamma |e - c|^2, transposed so that the nearest centre of each row is
+        # an element-wise max over contiguous rows of centres (a max along each row of the
+        # untransposed product costs five times as much); the product costs the same
+        Dt = k.centres_t @ E.T
+        if len(k.novelty_knots):
+            nearest = Dt.max(axis=0)  # -novelty
+        np.exp(Dt, out=Dt)
+        out += k.rbf_weights @ Dt
     soh = out.astype(np.float64)
     np.maximum(soh, k.clip[0], out=soh)  # np.clip, without its wrapper's cost
     np.minimum(soh, k.clip[1], out=soh)
@@ -229,38 +75,55 @@ def _estimate_block(
     if nearest is not None:
         sigma *= np.interp(-nearest, k.novelty_knots, k.novelty_factors)
     if len(k.slope_covariance):  # e S e^T per row: about r^2 flops, r = 23-44 features
-        e = E[:, :r]
-        with np.errstate(invalid="ignore", over="ignore"):  # hostile rows: NaN, refused below
-            sigma = np.sqrt(sigma * sigma + np.einsum("ij,ij->i", e @ k.slope_covariance, e))
-    error = np.zeros(n, dtype=np.uint8)
-    if not inside.all():
-        bad = ~inside
-        missing = bad.copy()
-        missing[bad] = ~(
-            np.isfinite(U[bad]).all(1)
-            & np.isfinite(rated_ah[bad])
-            & np.isfinite(width_ms[bad])
-            & (rated_ah[bad] > 0)
-            & (width_ms[bad] > 0)
-        )
-        error[bad] = _RANGE
-        error[missing] = _MISSING
-        soh[bad] = np.nan
-        sigma[bad] = np.nan
-    return soh, sigma, error
+        e = E[:, :r]  # (hostile rows: NaN, refused by the window check)
+        sigma = np.sqrt(sigma * sigma + np.einsum("ij,ij->i", e @ k.slope_covariance, e))
+    # voltages: one flat min/max over the block (NaN propagates and fails the test), row by
+    # row only when the block has a row outside the window
+    if not n or (U.min() >= k.lo_u and U.max() <= k.hi_u):
+        return soh, sigma, None
+    code = np.where(((k.lo_u <= U) & (k.hi_u >= U)).all(1), _OK, _RANGE).astype(np.uint8)
+    code[~np.isfinite(U).all(1)] = _MISSING
+    return soh, sigma, code
 
 
 def _design_codes(design: npt.NDArray[Any], names: list[str]) -> npt.NDArray[np.int16]:
     """Index into `names` per row, len(names) for any other design. A fixed-width string array
-    is compared per name (vectorised); an object array is mapped by one dict look-up per row
-    (much faster than np.unique, which sorts)."""
+    is compared per name (vectorised). An object array is matched by identity first (below),
+    and the rows left over by one dict look-up each (much faster than np.unique, which
+    sorts)."""
     if design.dtype.kind == "U":
         codes = np.full(len(design), len(names), dtype=np.int16)
         for i, name in enumerate(names):
             codes[design == name] = i
         return codes
-    # interned keys: rows read by passport.soh.io hold the same objects, so each look-up is an
-    # identity check instead of a string comparison
+    if design.dtype != object or design.ndim != 1 or not design.flags.c_contiguous:
+        return _codes_by_lookup(design, names)
+    codes = _codes_by_identity(design, names)
+    rest = np.flatnonzero(codes == len(names))
+    if len(rest):
+        codes[rest] = _codes_by_lookup(design[rest], names)
+    return codes
+
+
+def _codes_by_identity(design: npt.NDArray[Any], names: list[str]) -> npt.NDArray[np.int16]:
+    """Rows holding the interned object of a design name, found by comparing the array's
+    object pointers (read, never written, through its buffer address) with the interned
+    names' ids: one integer comparison per row and name, a third of the cost of a dict
+    look-up per row. Rows read by passport.soh.io hold interned names. On CPython an object's
+    id is its address; where it is not, nothing matches and every row is looked up."""
+    n = len(design)
+    address = design.__array_interface__["data"][0]
+    pointers = np.frombuffer(
+        memoryview((ctypes.c_size_t * n).from_address(address)), dtype=np.uintp
+    )
+    codes = np.full(n, len(names), dtype=np.int16)
+    for i, name in enumerate(names):
+        codes[pointers == id(sys.intern(name))] = i
+    return codes
+
+
+def _codes_by_lookup(design: npt.NDArray[Any], names: list[str]) -> npt.NDArray[np.int16]:
+    # interned keys: an interned row's look-up is an identity check, not a string comparison
     lookup = {sys.intern(name): i for i, name in enumerate(names)}
     values = design.tolist()  # (astype(object) would first copy the array)
     try:  # a plain dict's own __getitem__: twice as fast as a defaultdict's
@@ -277,38 +140,93 @@ def _design_codes(design: npt.NDArray[Any], names: list[str]) -> npt.NDArray[np.
 class _CompiledDesign:
     """A design's all-widths model and its per-width models (pulse width in ms, model)."""
 
-    pooled: _Compiled
-    by_width: tuple[tuple[float, _Compiled], ...]
+    pooled: Folded
+    by_width: tuple[tuple[float, Folded], ...]
 
 
 def compile_design(m: DesignModel, rating_tolerance: float) -> _CompiledDesign:
     return _CompiledDesign(
-        _compile(m, rating_tolerance),
-        tuple((s.width_range_ms[0], _compile(s, rating_tolerance)) for s in m.by_width),
+        fold_design(m, rating_tolerance),
+        tuple((s.width_range_ms[0], fold_design(s, rating_tolerance)) for s in m.by_width),
     )
 
 
-def _run(
-    k: _Compiled,
-    U: FloatArray,
-    rated_ah: FloatArray,
-    width_ms: FloatArray,
-    order: IntArray,
-    span: tuple[int, int],
-    out: tuple[FloatArray, FloatArray, npt.NDArray[np.uint8]],
-) -> None:
-    """Rows order[lo:hi] (span) of one model, in blocks of gathered rows, into out[lo:hi]."""
-    for lo in range(span[0], span[1], _CHUNK):
-        hi = min(lo + _CHUNK, span[1])
-        rows = order[lo:hi]
-        Ub = U.take(rows, axis=0)  # whole rows: faster than gathering a column range
-        Ub = Ub[:, k.span[0] : k.span[1]] if k.span is not None else Ub[:, k.cols]
-        s, sd, err = _predict_block(k, Ub, rated_ah[rows], width_ms[rows])
-        out[0][lo:hi], out[1][lo:hi], out[2][lo:hi] = s, sd, err
+@dataclass(frozen=True, slots=True)
+class CompiledModel:
+    """Every design's compiled models in one list (a design's all-widths model, then its
+    per-width ones), with their scalar limits as arrays indexed by model number, the last
+    entry standing for no model (NaN: every test fails), so that the width and rating checks
+    of a whole chunk are a few gathers and comparisons instead of a dozen calls per block."""
+
+    names: list[str]
+    designs: dict[str, _CompiledDesign]
+    models: tuple[Folded, ...]
+    first_model: npt.NDArray[np.int16]  # per design name, then len(models): no model
+    # per design index with per-width models: their widths (ascending) and model numbers
+    widths: dict[int, tuple[FloatArray, npt.NDArray[np.int16]]]
+    rated_ah: FloatArray
+    lo_w: FloatArray
+    hi_w: FloatArray
+    lo_ah: FloatArray
+    hi_ah: FloatArray
+    w_ref: FloatArray
+
+
+def compile_model(models: Mapping[str, DesignModel], rating_tolerance: float) -> CompiledModel:
+    designs = {name: compile_design(m, rating_tolerance) for name, m in models.items()}
+    flat: list[Folded] = []
+    first = []
+    widths = {}
+    for i, d in enumerate(designs.values()):
+        first.append(len(flat))
+        flat.append(d.pooled)
+        if d.by_width:
+            w = np.array([width for width, _ in d.by_width])
+            order = np.argsort(w)
+            widths[i] = (w[order], (len(flat) + order).astype(np.int16))
+        flat.extend(k for _, k in d.by_width)
+    first.append(len(flat))
+
+    def table(attr: str) -> FloatArray:
+        return np.array([getattr(k, attr) for k in flat] + [math.nan], dtype=np.float64)
+
+    return CompiledModel(
+        list(designs), designs, tuple(flat), np.array(first, dtype=np.int16), widths,
+        table("rated_ah"), table("lo_w"), table("hi_w"), table("lo_ah"), table("hi_ah"),
+        table("w_ref"),
+    )  # fmt: skip
+
+
+def _model_index(
+    cm: CompiledModel, design: npt.NDArray[Any], width_ms: FloatArray
+) -> npt.NDArray[np.int16]:
+    """The model of each row: its design's model for its pulse width, else the design's
+    all-widths model; len(cm.models) for a design without a model."""
+    n = len(design)
+    first = design[0]
+    if bool((design[:256] == first).all()) and bool((design == first).all()):
+        i = cm.names.index(str(first)) if str(first) in cm.designs else len(cm.names)
+        which = np.full(n, cm.first_model[i], dtype=np.int16)
+        codes: npt.NDArray[np.int16] | None = None
+        mine = [i] if i < len(cm.names) else []
+    else:
+        codes = _design_codes(design, cm.names)
+        which = cm.first_model[codes]
+        mine = list(range(len(cm.names)))
+    for i in mine:
+        if i in cm.widths:
+            widths, models = cm.widths[i]
+            own = np.flatnonzero(codes == i) if codes is not None else np.arange(n)
+            w = width_ms[own]
+            # the nearest per-width model (cut at the midpoints), if the row's width is its
+            nearest = np.searchsorted(0.5 * (widths[1:] + widths[:-1]), w)
+            match = same_width(w, widths[nearest])
+            which[own[match]] = models[nearest[match]]
+    return which
 
 
 def predict_rows(
-    compiled: Mapping[str, _CompiledDesign],
+    cm: CompiledModel,
     design: npt.NDArray[Any],
     U: FloatArray,
     rated_ah: FloatArray,
@@ -316,56 +234,77 @@ def predict_rows(
 ) -> tuple[FloatArray, FloatArray, npt.NDArray[np.uint8]]:
     """(soh, sigma, code) for rows of any designs; code _NO_MODEL where the design has none.
 
-    Each row goes to one model: its design's model for its pulse width, or else the design's
-    all-widths model. One model for all rows (the common case: one design per call, no
-    per-width models) runs on slices. Otherwise one pass maps the design names to integer
-    codes (then the widths of designs with per-width models to their model), a stable sort of
-    the model codes makes each model's rows a contiguous run of the permutation, the runs are
-    estimated in blocks of gathered rows and the results scattered back. A row gets the same
-    estimate either way up to float32 rounding (the block it sits in may differ)."""
+    Each row goes to one model (`_model_index`), and to its short product when its rating is
+    the design's own, else to the long one: chosen per row, so a row's estimate never depends
+    on the other rows. The width and rating checks and log10(width) are taken over the whole
+    chunk; a stable sort of the (model, product) keys makes each pair's rows a contiguous run
+    of the permutation, estimated in blocks of gathered rows (slices of the input when one
+    run covers it: one design, no per-width models, its own rating) and scattered back. A row
+    gets the same estimate either way up to float32 rounding (the block it sits in may
+    differ)."""
     n = len(design)
     soh = np.full(n, np.nan)
     sigma = np.full(n, np.nan)
     code = np.full(n, _NO_MODEL, dtype=np.uint8)
     if n == 0:
         return soh, sigma, code
-    first = design[0]
-    if bool((design[:256] == first).all()) and bool((design == first).all()):
-        one = compiled.get(str(first))
-        if one is None:
-            return soh, sigma, code
-        if not one.by_width:
-            k = one.pooled
-            for start in range(0, n, _CHUNK):
-                rows = slice(start, min(start + _CHUNK, n))
-                Ub = U[rows, k.span[0] : k.span[1]] if k.span is not None else U[rows][:, k.cols]
-                soh[rows], sigma[rows], code[rows] = _predict_block(
-                    k, Ub, rated_ah[rows], width_ms[rows]
-                )
-            return soh, sigma, code
-        names = [str(first)]
-        codes = np.zeros(n, dtype=np.int16)
-    else:
-        names = list(compiled)
-        codes = _design_codes(design, names)
-    models: list[_Compiled] = []
-    first_model = np.empty(len(names) + 1, dtype=np.int16)
-    for i, name in enumerate(names):
-        first_model[i] = len(models)
-        models.append(compiled[name].pooled)
-        models.extend(k for _, k in compiled[name].by_width)
-    first_model[-1] = len(models)  # no model
-    which = first_model[codes]
-    for i, name in enumerate(names):
-        if compiled[name].by_width:
-            own = np.flatnonzero(codes == i) if len(names) > 1 else np.arange(n)
-            w = width_ms[own]
-            for j, (width, _) in enumerate(compiled[name].by_width, start=1):
-                which[own[same_width(w, width)]] = first_model[i] + j
-    order = np.argsort(which, kind="stable")
-    ends = np.cumsum(np.bincount(which, minlength=len(models) + 1))
-    out = (np.full(n, np.nan), np.full(n, np.nan), np.full(n, _NO_MODEL, dtype=np.uint8))
-    for i, k in enumerate(models):
-        _run(k, U, rated_ah, width_ms, order, (int(ends[i - 1]) if i else 0, int(ends[i])), out)
-    soh[order], sigma[order], code[order] = out
+    which = _model_index(cm, design, width_ms)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        own = rated_ah == cm.rated_ah[which]
+        inside = (width_ms >= cm.lo_w[which]) & (width_ms <= cm.hi_w[which])
+        if not own.all():
+            inside &= own | ((rated_ah >= cm.lo_ah[which]) & (rated_ah <= cm.hi_ah[which]))
+        lw = np.log10(width_ms) - cm.w_ref[which]
+        key = 2 * which + ~own  # (model, long product)
+        if key[0] == key[-1] and bool((key == key[0]).all()):
+            order: IntArray | None = None  # one run: slices of the input, in place
+            ends = np.zeros(2 * len(cm.models) + 2, dtype=np.int64)
+            ends[int(key[0]) :] = n
+            out = (soh, sigma, code)
+        else:
+            order = np.argsort(key, kind="stable")
+            ends = np.cumsum(np.bincount(key, minlength=2 * len(cm.models) + 2))
+            out = (np.full(n, np.nan), np.full(n, np.nan), np.full(n, _NO_MODEL, dtype=np.uint8))
+        for run in range(2 * len(cm.models)):
+            lo, hi = (int(ends[run - 1]) if run else 0), int(ends[run])
+            if lo < hi:
+                _run(cm.models[run // 2], U, rated_ah, lw, order, (lo, hi), bool(run % 2), out)
+    if order is not None:
+        soh[order], sigma[order], code[order] = out
+    modelled = which < len(cm.models)
+    bad = modelled & ~inside
+    if bad.any():
+        w, ah = width_ms[bad], rated_ah[bad]
+        usable = np.isfinite(w) & np.isfinite(ah) & (w > 0) & (ah > 0)
+        code[bad] = np.maximum(code[bad], np.where(usable, _RANGE, _MISSING))
+    failed = code != _OK
+    soh[failed] = np.nan
+    sigma[failed] = np.nan
     return soh, sigma, code
+
+
+def _run(
+    k: Folded,
+    U: FloatArray,
+    rated_ah: FloatArray,
+    lw: FloatArray,
+    order: IntArray | None,
+    span: tuple[int, int],
+    long: bool,
+    out: tuple[FloatArray, FloatArray, npt.NDArray[np.uint8]],
+) -> None:
+    """Rows order[lo:hi] (span; rows lo:hi of the input without `order`) of one model, in
+    blocks, into out[lo:hi] (in sorted order)."""
+    for lo in range(span[0], span[1], _CHUNK):
+        hi = min(lo + _CHUNK, span[1])
+        rows: slice | IntArray
+        if order is None:
+            rows = slice(lo, hi)
+            rows_u = U[rows]
+        else:
+            rows = order[lo:hi]
+            rows_u = U.take(rows, axis=0)  # whole rows: faster than gathering a column range
+        inv = 1.0 / rated_ah[rows] if long else None
+        s, sd, err = _estimate_block(k, rows_u, lw[rows], inv)
+        out[0][lo:hi], out[1][lo:hi] = s, sd
+        out[2][lo:hi] = _OK if err is None else err

@@ -398,8 +398,8 @@ _ARRAYS = (
 )  # fmt: skip
 
 
-def same_width(width_ms: FloatArray, w: float) -> BoolArray:
-    """Rows measured at pulse width w (ms), up to float rounding."""
+def same_width(width_ms: FloatArray, w: float | FloatArray) -> BoolArray:
+    """Rows measured at pulse width w (ms; or one per row), up to float rounding."""
     out: BoolArray = np.abs(np.asarray(width_ms) - w) <= 1e-6 * w
     return out
 

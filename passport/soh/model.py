@@ -56,7 +56,7 @@ from passport.soh._base import (
     _split,
     group_kfold,
 )
-from passport.soh._infer import compile_design, predict_rows
+from passport.soh._infer import compile_model, predict_rows
 from passport.soh._kernel import _fit_kernel_widths
 from passport.soh._params import DesignModel, PooledPrior, TrainingSummary
 from passport.soh._prior import _calibrate, _pooled_prior_from, fit_pooled_prior
@@ -208,7 +208,7 @@ def _predict_one(
     settings: FitSettings,
 ) -> tuple[FloatArray, FloatArray]:
     soh, sigma, _ = predict_rows(
-        {model.design: compile_design(model, settings.rating_tolerance)},
+        compile_model({model.design: model}, settings.rating_tolerance),
         design,
         rows.U[which],
         rows.rated_ah[which],
@@ -244,9 +244,7 @@ class SohModel:
         self.models: dict[str, DesignModel] = dict(sorted(models.items()))
         self.prior = prior
         self.settings = settings
-        self._compiled = {
-            name: compile_design(m, settings.rating_tolerance) for name, m in self.models.items()
-        }
+        self._compiled = compile_model(self.models, settings.rating_tolerance)
 
     @property
     def designs(self) -> list[str]:

@@ -1,0 +1,72 @@
+"""Inference plumbing: how rows find their design's model. Named cases, no fitted model."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from passport.soh._infer import _design_codes
+
+NAMES = ["LFP-20Ah", "LMO-10Ah", "NMC-21Ah"]
+ROWS = ["LMO-10Ah", "LFP-20Ah", "NMC-99Ah", "LFP-20Ah", "NMC-21Ah", "LMO-10Ah"] * 50
+
+
+def fresh(name: str) -> str:
+    """An equal string that is a different object from the interned one."""
+    return "".join(list(name))
+
+
+def expected(values: list[object]) -> np.ndarray:
+    return np.array([NAMES.index(v) if v in NAMES else len(NAMES) for v in values])
+
+
+def interned(rows: list[str]) -> np.ndarray:
+    return as_object([sys.intern(v) for v in rows])
+
+
+def mixed(rows: list[str]) -> np.ndarray:
+    return as_object([fresh(v) if i % 3 else sys.intern(v) for i, v in enumerate(rows)])
+
+
+def as_object(values: list[object]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+# (name, the rows as given to estimate); a row's code is the index of its name, len(NAMES) for
+# anything else, however the array holds it
+CASES: list[tuple[str, Callable[[], np.ndarray]]] = [
+    ("interned objects", lambda: interned(ROWS)),
+    ("equal objects, not interned", lambda: as_object([fresh(v) for v in ROWS])),
+    ("interned and not, mixed", lambda: mixed(ROWS)),
+    ("a strided view", lambda: interned(ROWS * 2)[::2]),
+    ("a 2-D array's column", lambda: interned(ROWS * 2).reshape(-1, 2)[:, 0]),
+    ("entries that are not strings", lambda: as_object([None, 3, b"LFP-20Ah", ("x",), *ROWS])),
+    ("fixed-width strings", lambda: np.array(ROWS)),
+    ("one row", lambda: as_object([sys.intern("NMC-21Ah")])),
+    ("no row of a known design", lambda: as_object(["LFP-68Ah"] * 10)),
+]
+
+
+@pytest.mark.parametrize("make", [c for _, c in CASES], ids=[n for n, _ in CASES])
+def test_design_codes(make: Callable[[], np.ndarray]) -> None:
+    design = make()
+    np.testing.assert_array_equal(_design_codes(design, NAMES), expected(design.tolist()))
+
+
+def test_design_codes_leave_the_array_and_its_objects_as_they_were() -> None:
+    """The identity match reads the array's object pointers: it must not change the array or
+    take references to its objects (a leak of one per call would show here)."""
+    design = interned(ROWS)
+    before = design.copy()
+    first = design[0]
+    _design_codes(design, NAMES)
+    refs = sys.getrefcount(first)
+    for _ in range(50):
+        _design_codes(design, NAMES)
+    assert sys.getrefcount(first) == refs
+    assert all(a is b for a, b in zip(design, before, strict=True))
