@@ -16,6 +16,7 @@ from test_soh_band import _band, _calibrated, _mae_and_coverage
 from test_soh_model import Table
 from test_soh_nested import NEW, SETTINGS, _args
 
+from passport.soh import _prior
 from passport.soh.model import (
     DesignModel,
     PooledPrior,
@@ -89,6 +90,29 @@ def test_it_covers_the_design_s_other_cells(
     assert mae_held == pytest.approx(mae_without, abs=1e-12)
     assert cov_held > cov_without + 0.2
     assert without.models[NEW].slope_covariance.shape == (0, 0)
+
+
+def test_more_cells_of_the_band_do_not_make_the_slopes_certain(
+    prior: PooledPrior, soh_dev: Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight LMO-10Ah cells adjacent in SoH (3.4 points): the posterior alone narrows with
+    every cell of the band and covered the design's other cells 0.59; with the band's
+    discrepancy (a share of the weight spread that no number of band cells shrinks) 0.73."""
+    new = soh_dev.rows(soh_dev.design == NEW)
+    cells = np.unique(new.group)
+    mean = [float(new.soh[new.group == c].mean()) for c in cells]
+    inside = np.isin(new.group, cells[np.argsort(mean, kind="stable")][20:28])
+    cal, rest = new.rows(inside), new.rows(~inside)
+    with_discrepancy = _calibrated(prior, SETTINGS, cal)
+    monkeypatch.setattr(_prior, "BAND_DISCREPANCY", 0.0)
+    posterior_only = _calibrated(prior, SETTINGS, cal)
+    mae, cov = _mae_and_coverage(with_discrepancy, rest)
+    mae_posterior, cov_posterior = _mae_and_coverage(posterior_only, rest)
+    assert mae == pytest.approx(mae_posterior, abs=1e-12)
+    assert cov >= 0.7 > cov_posterior
+    S = with_discrepancy.models[NEW].slope_covariance
+    assert S.shape == posterior_only.models[NEW].slope_covariance.shape
+    assert (np.diag(S) > np.diag(posterior_only.models[NEW].slope_covariance)).all()
 
 
 def test_sigma_grows_away_from_the_band(
