@@ -281,7 +281,7 @@ def calibrate(
     prior; from 5 cells a kernel model is fitted too and whichever cross-validates better on
     these cells is kept. Calibrate with at least 3 cells (README: 'New designs'); expect a wide
     sigma until about 10. Pick cells across the SoH range the line will see: a design whose
-    cells span less than 10 points of SoH gets a warning, since estimates of cells outside that
+    cells span less than 15 points of SoH gets a warning, since estimates of cells outside that
     band are extrapolations its sigma does not fully allow for; with 3-19 such cells it is held
     to the prior (no kernel model) and its sigma grows with a row's distance from them. The
     other designs are kept exactly as they are. Then check the result on cells you did not
