@@ -43,6 +43,7 @@ CASES: list[tuple[str, Callable[[], np.ndarray]]] = [
     ("interned objects", lambda: interned(ROWS)),
     ("equal objects, not interned", lambda: as_object([fresh(v) for v in ROWS])),
     ("interned and not, mixed", lambda: mixed(ROWS)),
+    ("a slice not at the start", lambda: interned(ROWS)[7:]),
     ("a strided view", lambda: interned(ROWS * 2)[::2]),
     ("a 2-D array's column", lambda: interned(ROWS * 2).reshape(-1, 2)[:, 0]),
     ("entries that are not strings", lambda: as_object([None, 3, b"LFP-20Ah", ("x",), *ROWS])),

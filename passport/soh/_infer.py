@@ -137,21 +137,6 @@ def _codes_by_lookup(design: npt.NDArray[Any], names: list[str]) -> npt.NDArray[
 
 
 @dataclass(frozen=True, slots=True)
-class _CompiledDesign:
-    """A design's all-widths model and its per-width models (pulse width in ms, model)."""
-
-    pooled: Folded
-    by_width: tuple[tuple[float, Folded], ...]
-
-
-def compile_design(m: DesignModel, rating_tolerance: float) -> _CompiledDesign:
-    return _CompiledDesign(
-        fold_design(m, rating_tolerance),
-        tuple((s.width_range_ms[0], fold_design(s, rating_tolerance)) for s in m.by_width),
-    )
-
-
-@dataclass(frozen=True, slots=True)
 class CompiledModel:
     """Every design's compiled models in one list (a design's all-widths model, then its
     per-width ones), with their scalar limits as arrays indexed by model number, the last
@@ -159,7 +144,6 @@ class CompiledModel:
     of a whole chunk are a few gathers and comparisons instead of a dozen calls per block."""
 
     names: list[str]
-    designs: dict[str, _CompiledDesign]
     models: tuple[Folded, ...]
     first_model: npt.NDArray[np.int16]  # per design name, then len(models): no model
     # per design index with per-width models: their widths (ascending) and model numbers
@@ -173,25 +157,24 @@ class CompiledModel:
 
 
 def compile_model(models: Mapping[str, DesignModel], rating_tolerance: float) -> CompiledModel:
-    designs = {name: compile_design(m, rating_tolerance) for name, m in models.items()}
     flat: list[Folded] = []
     first = []
     widths = {}
-    for i, d in enumerate(designs.values()):
+    for i, m in enumerate(models.values()):
         first.append(len(flat))
-        flat.append(d.pooled)
-        if d.by_width:
-            w = np.array([width for width, _ in d.by_width])
+        flat.append(fold_design(m, rating_tolerance))
+        if m.by_width:
+            w = np.array([s.width_range_ms[0] for s in m.by_width])
             order = np.argsort(w)
             widths[i] = (w[order], (len(flat) + order).astype(np.int16))
-        flat.extend(k for _, k in d.by_width)
+        flat.extend(fold_design(s, rating_tolerance) for s in m.by_width)
     first.append(len(flat))
 
     def table(attr: str) -> FloatArray:
         return np.array([getattr(k, attr) for k in flat] + [math.nan], dtype=np.float64)
 
     return CompiledModel(
-        list(designs), designs, tuple(flat), np.array(first, dtype=np.int16), widths,
+        list(models), tuple(flat), np.array(first, dtype=np.int16), widths,
         table("rated_ah"), table("lo_w"), table("hi_w"), table("lo_ah"), table("hi_ah"),
         table("w_ref"),
     )  # fmt: skip
@@ -205,7 +188,7 @@ def _model_index(
     n = len(design)
     first = design[0]
     if bool((design[:256] == first).all()) and bool((design == first).all()):
-        i = cm.names.index(str(first)) if str(first) in cm.designs else len(cm.names)
+        i = cm.names.index(str(first)) if str(first) in cm.names else len(cm.names)
         which = np.full(n, cm.first_model[i], dtype=np.int16)
         codes: npt.NDArray[np.int16] | None = None
         mine = [i] if i < len(cm.names) else []
