@@ -1,14 +1,16 @@
-"""Inference plumbing: how rows find their design's model. Named cases, no fitted model."""
+"""Inference plumbing: how rows find their design's model, and the voltage steps of a block.
+Named cases, no fitted model."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from passport.soh._infer import _design_codes
+from passport.soh._infer import _design_codes, _steps
 
 NAMES = ["LFP-20Ah", "LMO-10Ah", "NMC-21Ah"]
 ROWS = ["LMO-10Ah", "LFP-20Ah", "NMC-99Ah", "LFP-20Ah", "NMC-21Ah", "LMO-10Ah"] * 50
@@ -71,3 +73,43 @@ def test_design_codes_leave_the_array_and_its_objects_as_they_were() -> None:
         _design_codes(design, NAMES)
     assert sys.getrefcount(first) == refs
     assert all(a is b for a, b in zip(design, before, strict=True))
+
+
+def _rows(n: int, seed: int = 0) -> np.ndarray:
+    return 3.3 + np.random.default_rng(seed).normal(0.0, 0.05, (n, 41))
+
+
+def _tail_nan(u: np.ndarray) -> np.ndarray:
+    u[:, 21:] = np.nan  # a protocol that stopped after U21
+    return u
+
+
+def _hostile(u: np.ndarray) -> np.ndarray:
+    u[1, 5], u[2, 0], u[3, 40], u[4, 7] = np.inf, -np.inf, np.nan, 1e308
+    return u
+
+
+# (name, the block's whole rows, the model's voltage columns as a range); the steps must equal
+# the row-by-row difference of the model's columns, however the block is laid out
+STEP_CASES: list[tuple[str, Callable[[], np.ndarray], tuple[int, int]]] = [
+    ("all 41 columns", lambda: _rows(50), (0, 41)),
+    ("the first 21 of 41", lambda: _rows(50), (0, 21)),
+    ("21 of 41, the rest NaN", lambda: _tail_nan(_rows(50)), (0, 21)),
+    ("a range not at the start", lambda: _rows(50), (3, 30)),
+    ("infinite, NaN and huge voltages", lambda: _hostile(_rows(50)), (0, 41)),
+    ("one row", lambda: _rows(1), (0, 41)),
+    ("rows that are not contiguous", lambda: _rows(100)[::2], (0, 41)),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "span"), [c[1:] for c in STEP_CASES], ids=[c[0] for c in STEP_CASES]
+)
+def test_voltage_steps(make: Callable[[], np.ndarray], span: tuple[int, int]) -> None:
+    rows_u = make()
+    U = rows_u[:, span[0] : span[1]]
+    got = np.full((len(U), U.shape[1] - 1), -1.0, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        _steps(SimpleNamespace(span=span), rows_u, U, got)  # type: ignore[arg-type]
+        want = (U[:, 1:] - U[:, :-1]).astype(np.float32)
+    np.testing.assert_array_equal(got, want)

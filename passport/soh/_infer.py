@@ -43,7 +43,7 @@ def _estimate_block(
     # voltage steps, taken in float64 and then rounded (see Folded); hostile voltages (e.g.
     # 1e308) overflow float32, and such rows fail the window check below
     np.subtract(U[:, 0], k.u_ref, out=X[:, 0], casting="same_kind")
-    np.subtract(U[:, 1:], U[:, :-1], out=X[:, 1:q], casting="same_kind")
+    _steps(k, rows_u, U, X[:, 1:q])
     if inv is None:
         X[:, q] = lw
         X[:, q + 1] = 1.0
@@ -84,6 +84,24 @@ def _estimate_block(
     code = np.where(((k.lo_u <= U) & (k.hi_u >= U)).all(1), _OK, _RANGE).astype(np.uint8)
     code[~np.isfinite(U).all(1)] = _MISSING
     return soh, sigma, code
+
+
+def _steps(k: Folded, rows_u: FloatArray, U: FloatArray, out: npt.NDArray[np.float32]) -> None:
+    """The steps between the model's consecutive voltages U (columns of rows_u), into `out`.
+
+    On C-contiguous rows whose model columns are a range, one flat difference over the whole
+    block, whose wrap-around elements (a row's first voltage minus the row before's last) are
+    computed and dropped: 15-35 ns per row less than the difference of two 2-D views, whose
+    inner loops are only q - 1 long. The same float64 differences, rounded the same way."""
+    q = U.shape[1]
+    if q > 1 and k.span is not None and rows_u.flags.c_contiguous:
+        n, width = rows_u.shape
+        flat = rows_u.reshape(-1)
+        diff = np.empty(n * width)
+        np.subtract(flat[1:], flat[:-1], out=diff[:-1])
+        out[...] = diff.reshape(n, width)[:, k.span[0] : k.span[0] + q - 1]
+    else:
+        np.subtract(U[:, 1:], U[:, :-1], out=out, casting="same_kind")
 
 
 def _design_codes(design: npt.NDArray[Any], names: list[str]) -> npt.NDArray[np.int16]:
@@ -202,7 +220,10 @@ def _model_index(
             own = np.flatnonzero(codes == i) if codes is not None else np.arange(n)
             w = width_ms[own]
             # the nearest per-width model (cut at the midpoints), if the row's width is its
-            nearest = np.searchsorted(0.5 * (widths[1:] + widths[:-1]), w)
+            # (a comparison per cut: a design has a few widths; searchsorted costs twice as much)
+            nearest = np.zeros(len(w), dtype=np.intp)
+            for cut in (0.5 * (widths[1:] + widths[:-1])).tolist():
+                nearest += w > cut
             match = same_width(w, widths[nearest])
             which[own[match]] = models[nearest[match]]
     return which
