@@ -87,9 +87,14 @@ def extract(
         s1, e1 = idx[:, 2], idx[:, 3]
         rows: IntArray | slice = slice(None)
     else:
-        cell_starts = np.concatenate((np.zeros(1, np.int64), np.flatnonzero(new_cell) + 1))
+        # a cell start starts a segment: the segments that start a cell, found per segment (21
+        # a cell) rather than per sample, give each cell's first segment and its start
+        opens = np.empty(len(starts), dtype=bool)
+        opens[0] = True
+        opens[1:] = new_cell[starts[1:] - 1]
+        first = np.flatnonzero(opens)
+        cell_starts = starts[first]
         m = len(cell_starts)
-        first = np.searchsorted(starts, cell_starts)  # a cell start starts a segment
         counts = np.diff(first, append=len(starts))
         if int(counts.max()) > SEGMENTS:  # segments after the protocol's last are ignored
             rank = np.arange(len(starts)) - np.repeat(first, counts)
