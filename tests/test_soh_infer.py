@@ -61,6 +61,16 @@ def test_design_codes(make: Callable[[], np.ndarray]) -> None:
     np.testing.assert_array_equal(_design_codes(design, NAMES), expected(design.tolist()))
 
 
+def test_design_codes_without_identity_matching(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where an object's id is not its address (not CPython), every row is looked up."""
+    from passport.soh import _infer
+
+    fake = SimpleNamespace(intern=sys.intern, implementation=SimpleNamespace(name="pypy"))
+    monkeypatch.setattr(_infer, "sys", fake)
+    design = mixed(ROWS)
+    np.testing.assert_array_equal(_design_codes(design, NAMES), expected(design.tolist()))
+
+
 def test_design_codes_leave_the_array_and_its_objects_as_they_were() -> None:
     """The identity match reads the array's object pointers: it must not change the array or
     take references to its objects (a leak of one per call would show here)."""

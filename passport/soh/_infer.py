@@ -114,7 +114,12 @@ def _design_codes(design: npt.NDArray[Any], names: list[str]) -> npt.NDArray[np.
         for i, name in enumerate(names):
             codes[design == name] = i
         return codes
-    if design.dtype != object or design.ndim != 1 or not design.flags.c_contiguous:
+    if (
+        design.dtype != object
+        or design.ndim != 1
+        or not design.flags.c_contiguous
+        or sys.implementation.name != "cpython"  # where an object's id is not its address
+    ):
         return _codes_by_lookup(design, names)
     codes = _codes_by_identity(design, names)
     rest = np.flatnonzero(codes == len(names))
@@ -126,9 +131,9 @@ def _design_codes(design: npt.NDArray[Any], names: list[str]) -> npt.NDArray[np.
 def _codes_by_identity(design: npt.NDArray[Any], names: list[str]) -> npt.NDArray[np.int16]:
     """Rows holding the interned object of a design name, found by comparing the array's
     object pointers (read, never written, through its buffer address) with the interned
-    names' ids: one integer comparison per row and name, a third of the cost of a dict
-    look-up per row. Rows read by passport.soh.io hold interned names. On CPython an object's
-    id is its address; where it is not, nothing matches and every row is looked up."""
+    names' ids (on CPython an object's id is its address): one integer comparison per row and
+    name, a third of the cost of a dict look-up per row. Rows read by passport.soh.io hold
+    interned names; rows that hold other objects match nothing and are looked up."""
     n = len(design)
     address = design.__array_interface__["data"][0]
     pointers = np.frombuffer(
