@@ -29,11 +29,11 @@ The pooled-prior experiment holds one design out entirely, fits the pooled prior
 five and calibrates the held-out design from n randomly drawn cells (10 draws per n), scoring on
 its remaining cells. With fewer than 5 cells the result is the linear model shrunk towards the
 prior; from 5 cells on a kernel model is fitted too and whichever cross-validates better on the
-calibration cells is kept (but cells spanning under 10 points of SoH are held to the prior at
+calibration cells is kept (but 3-19 cells spanning under 15 points of SoH are held to the prior at
 its strongest, without a kernel model). "local" is the same procedure with the prior's
 weights set to zero; "calibration_mean" predicts the mean SoH of the calibration cells.
 `draws_warned` counts the draws whose calibrated design got the narrow-band warning of
-`model_summary` (cells spanning under 10 points of SoH), with the coverage of those draws and
+`model_summary` (cells spanning under 15 points of SoH), with the coverage of those draws and
 of the others. `band` does the same with n cells adjacent in SoH order (a random start, 10 draws
 per n, a random stream of its own so that the random draws stay as they were): calibration
 cells from one batch of similar age, the case where a few cells teach least about the others.

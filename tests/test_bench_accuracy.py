@@ -191,5 +191,5 @@ def test_the_prior_experiment_splits_its_draws_by_the_warning(
             ]
             mean = sum(n * c for n, c in parts if n) / 8
             assert point["coverage_prior"] == pytest.approx(mean, abs=2e-3)  # both rounded
-    assert warned["curve"] > 0  # 3 random NMC-21Ah cells often span under 10 points
+    assert warned["curve"] > 0  # 3 random NMC-21Ah cells often span under 15 points
     assert warned["band"] > warned["curve"]  # 3 cells adjacent in SoH, more often still

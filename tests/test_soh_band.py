@@ -35,6 +35,15 @@ def _band(dev: Table, lo: float, hi: float) -> tuple[Table, Table]:
     return new.rows(inside), new.rows(~inside)
 
 
+def _adjacent(dev: Table, pick: slice) -> tuple[Table, Table]:
+    """The design's cells ranked by their mean SoH, `pick` of them, and its other cells."""
+    new = dev.rows(dev.design == NEW)
+    cells = np.unique(new.group)
+    mean = [float(new.soh[new.group == c].mean()) for c in cells]
+    inside = np.isin(new.group, cells[np.argsort(mean, kind="stable")][pick])
+    return new.rows(inside), new.rows(~inside)
+
+
 def _calibrated(prior: Any, settings: FitSettings, cal: Table, **kw: Any) -> SohModel:
     return SohModel({}, prior, settings).calibrate_new_design(NEW, *_args(cal), **kw)
 
@@ -70,10 +79,7 @@ def test_the_low_end_spanning_thirteen_points_is_held_too(soh_dev: Table, prior:
     session 13: their kernel model clips its estimates to the band and estimated the design's
     other cells 25 points off, coverage 0.11, without a warning. Held to the prior (the rule
     at 15 points): 15 points, 0.69, and the warning."""
-    new = soh_dev.rows(soh_dev.design == NEW)
-    cells = np.unique(new.group)
-    low = np.isin(new.group, cells[np.argsort([new.soh[new.group == c].mean() for c in cells])][:8])
-    cal, rest = new.rows(low), new.rows(~low)
+    cal, rest = _adjacent(soh_dev, slice(None, 8))
     assert 0.10 <= np.ptp(cal.soh) < SETTINGS.narrow_span
     before = _calibrated(prior, replace(SETTINGS, narrow_span=0.10), cal)
     now = _calibrated(prior, SETTINGS, cal)
@@ -111,15 +117,14 @@ def test_many_cells_of_one_band_keep_their_kernel_model_and_are_warned_about(
     """From `compare_below` cells on the rule does not apply (in the band the kernel model is
     twice as accurate), but the design's other cells are still extrapolations: the warning
     comes however many cells there are."""
-    new = soh_dev.rows(soh_dev.design == NEW)
-    cells = np.unique(new.group)
-    by_soh = cells[np.argsort([new.soh[new.group == c].mean() for c in cells])]
-    top = new.rows(np.isin(new.group, by_soh[-SETTINGS.compare_below :]))
+    top, _ = _adjacent(soh_dev, slice(-SETTINGS.compare_below, None))
     assert np.ptp(top.soh) < SETTINGS.narrow_span
     model = _calibrated(prior, SETTINGS, top)
     assert model.models[NEW].summary.kind == KIND_KERNEL
     (warning,) = model_summary(model)[NEW]["warnings"]  # type: ignore[misc]
     assert f"its {SETTINGS.compare_below} cells span SoH" in warning
+    new = soh_dev.rows(soh_dev.design == NEW)
+    cells = np.unique(new.group)
     wide = new.rows(np.isin(new.group, cells[:: max(1, len(cells) // 20)]))
     assert np.ptp(wide.soh) >= SETTINGS.narrow_span
     assert model_summary(_calibrated(prior, SETTINGS, wide))[NEW]["warnings"] == []

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_soh_band import _band, _calibrated, _mae_and_coverage
+from test_soh_band import _adjacent, _band, _calibrated, _mae_and_coverage
 from test_soh_model import Table
 from test_soh_nested import NEW, SETTINGS, _args
 
@@ -98,11 +98,7 @@ def test_more_cells_of_the_band_do_not_make_the_slopes_certain(
     """Eight LMO-10Ah cells adjacent in SoH (3.4 points): the posterior alone narrows with
     every cell of the band and covered the design's other cells 0.59; with the band's
     discrepancy (a share of the weight spread that no number of band cells shrinks) 0.73."""
-    new = soh_dev.rows(soh_dev.design == NEW)
-    cells = np.unique(new.group)
-    mean = [float(new.soh[new.group == c].mean()) for c in cells]
-    inside = np.isin(new.group, cells[np.argsort(mean, kind="stable")][20:28])
-    cal, rest = new.rows(inside), new.rows(~inside)
+    cal, rest = _adjacent(soh_dev, slice(20, 28))
     with_discrepancy = _calibrated(prior, SETTINGS, cal)
     monkeypatch.setattr(_prior, "BAND_DISCREPANCY", 0.0)
     posterior_only = _calibrated(prior, SETTINGS, cal)

@@ -96,9 +96,8 @@ class FitSettings:
     # cells spanning less SoH than this (a band): warned about however many they are; from 3
     # to fewer than compare_below of them, the prior-shrunk model at the strongest prior
     # strength with its slopes' uncertainty in sigma, no kernel model (`model._choose_model`).
-    # 0.10 until session 13, when kernel models of 8-12 LMO-10Ah cells of the low end,
-    # spanning 0.10-0.14, estimated the design's other cells 18-25 points off with a coverage
-    # of 0.10-0.13 (held: 12-13 points, 0.76-0.81; docs/soh-accuracy.md)
+    # Not 0.10 (until session 13): low-end cells spanning 0.10-0.14 got kernel models 18-25
+    # points off the design's other cells, unwarned (docs/soh-accuracy.md)
     narrow_span: float = 0.15
 
     def narrow_band(self, soh_span: float) -> bool:

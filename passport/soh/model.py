@@ -122,17 +122,13 @@ def _choose_model(
     ):
         # cells of one SoH band: a kernel model cannot reach outside it (its estimates are
         # clipped to the band), and grouped CV inside the band prefers whatever follows the band
-        # and a weak prior. Held to the prior's slopes instead, a band's calibration estimated
-        # the design's other cells 0.3-0.8 points closer, covering 0.59-0.78 instead of
-        # 0.13-0.59 (docs/soh-accuracy.md); random draws of few cells hardly changed. Not below
-        # 3 cells: their a priori strength of 1 is already fixed, and at 10 one LFP-20Ah cell
+        # and a weak prior. Held to the prior's slopes instead, with their uncertainty in sigma,
+        # a band's calibration estimates the design's other cells closer and says how unsure it
+        # is (figures: docs/soh-accuracy.md, "Calibration cells of one SoH band"). Not below 3
+        # cells: their a priori strength of 1 is already fixed, and at 10 one LFP-20Ah cell
         # (features scaled by its own small spread) estimated the others 8.6 points off, not 2.4.
-        # Sigma also carries the slopes' own uncertainty: band draws of 3 / 5 / 8 cells then
-        # covered 0.91 / 0.79 / 0.75 instead of 0.76 / 0.61 / 0.58, and with the band's
-        # discrepancy (session 13) 0.97 / 0.93 / 0.89. Not from compare_below cells on: there
-        # the kernel model was up to 3.9 times as accurate inside the band. The span was 0.10
-        # until session 13: 8 LMO-10Ah cells of the low end spanning 0.13 got a kernel model 25
-        # points off the other cells, coverage 0.11.
+        # Not from compare_below cells on: there the kernel model was up to 3.9 times as
+        # accurate inside the band.
         top = max(settings.prior_strengths) if strength is None else strength
         return _calibrate(name, rows, prior, settings, top, slope_term=True)
     candidates: list[DesignModel] = []
