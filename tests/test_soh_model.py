@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from passport.errors import InputError
+from passport.soh import _fpu
 from passport.soh._base import NEGLIGIBLE_SPREAD, _term_size
 from passport.soh.features import (
     FEATURE_NAMES,
@@ -287,6 +288,35 @@ def test_large_batches_match_small_ones(model: SohModel, table: Table) -> None:
     small, _, _ = one.predict(model)
     assert len(soh) > 40_000  # more than one block
     assert np.abs(soh - np.tile(small, 12)).max() < 5e-5
+
+
+def test_flushing_subnormals_changes_no_estimate(
+    model: SohModel, table: Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Far rows' RBF exponents (-104..-87) have subnormal float32 exp(); inference flushes them
+    to zero for speed (`_fpu`). The dev table has such exponents, and every estimate is the
+    same bit for bit with the flush and without it."""
+    real_exp = np.exp
+    subnormal = []
+    flushing = []
+
+    def spy(x: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(x, np.ndarray) and x.dtype == np.float32:
+            subnormal.append(int(((x > -103.9) & (x < -87.4)).sum()))
+            flushing.append(float(real_exp(np.float32(-95.0))) == 0.0)
+        return real_exp(x, *args, **kwargs)
+
+    monkeypatch.setattr(np, "exp", spy)
+    flushed = table.predict(model)
+    monkeypatch.setattr(np, "exp", real_exp)
+    assert sum(subnormal) > 100
+    assert all(flushing) is _fpu.available()  # every block runs flushed where it can
+    monkeypatch.setattr(_fpu._State, "checked", True)
+    monkeypatch.setattr(_fpu._State, "libm", None)
+    kept = table.predict(model)
+    assert np.array_equal(flushed[0], kept[0], equal_nan=True)
+    assert np.array_equal(flushed[1], kept[1], equal_nan=True)
+    assert flushed[2].tolist() == kept[2].tolist()
 
 
 def test_fast_path_computes_the_defining_formulas(model: SohModel, table: Table) -> None:

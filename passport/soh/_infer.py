@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from passport.soh._base import FloatArray, IntArray
 from passport.soh._fold import Folded, fold_design
+from passport.soh._fpu import flush_subnormals
 from passport.soh._params import DesignModel, same_width
 
 _CHUNK = 4_096  # rows per block at inference: the (rows x centres) matrix stays in cache
@@ -274,10 +275,12 @@ def predict_rows(
             order = np.argsort(key, kind="stable")
             ends = np.cumsum(np.bincount(key, minlength=2 * len(cm.models) + 2))
             out = (np.full(n, np.nan), np.full(n, np.nan), np.full(n, _NO_MODEL, dtype=np.uint8))
-        for run in range(2 * len(cm.models)):
-            lo, hi = (int(ends[run - 1]) if run else 0), int(ends[run])
-            if lo < hi:
-                _run(cm.models[run // 2], U, rated_ah, lw, order, (lo, hi), bool(run % 2), out)
+        with flush_subnormals():  # far rows' exp() underflows: see _fpu
+            for run in range(2 * len(cm.models)):
+                lo, hi = (int(ends[run - 1]) if run else 0), int(ends[run])
+                if lo < hi:
+                    long = bool(run % 2)
+                    _run(cm.models[run // 2], U, rated_ah, lw, order, (lo, hi), long, out)
     if order is not None:
         soh[order], sigma[order], code[order] = out
     modelled = which < len(cm.models)
