@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from passport.soh.check import Ageing, check_claims
 
@@ -64,3 +66,74 @@ def test_calendar_ageing_counts_too() -> None:
     )  # fmt: skip
     assert result.expected[0] == pytest.approx(0.86)
     assert not result.flagged[0]
+
+
+def plain_check(
+    measured: np.ndarray,
+    measured_sigma: np.ndarray,
+    claimed: np.ndarray,
+    claimed_sigma: np.ndarray,
+    fec_since: np.ndarray,
+    days_since: np.ndarray,
+    ageing: Ageing = Ageing(),
+    threshold: float = 3.0,
+) -> tuple[np.ndarray, ...]:
+    """The module docstring's formulas, written out plainly (check_claims computes them with
+    fewer passes and must give the same bits)."""
+    sigma_c = np.where(np.isnan(claimed_sigma) | (claimed_sigma <= 0), 0.02, claimed_sigma)
+    kfec = np.nan_to_num(np.maximum(fec_since, 0.0) / 1000.0)
+    years = np.nan_to_num(np.maximum(days_since, 0.0) / 365.25)
+    drift = ageing.per_kfec * kfec + ageing.per_year * years
+    drift_var = (ageing.per_kfec_sigma * kfec) ** 2 + (ageing.per_year_sigma * years) ** 2
+    expected = claimed - drift
+    prior_var = sigma_c**2 + drift_var
+    meas_var = measured_sigma**2
+    z = (expected - measured) / np.sqrt(prior_var + meas_var)
+    has_claim = ~np.isnan(claimed)
+    flagged = has_claim & (z > threshold)
+    combine = has_claim & ~flagged
+    weight = np.where(combine, meas_var / (prior_var + meas_var), 0.0)
+    posterior = np.where(combine, measured + weight * (expected - measured), measured)
+    posterior_sigma = np.where(
+        combine, np.sqrt(prior_var * meas_var / (prior_var + meas_var)), np.sqrt(meas_var)
+    )
+    return posterior, posterior_sigma, np.where(has_claim, z, np.nan), flagged, expected
+
+
+ODD = [np.nan, np.inf, -np.inf, 0.0, -0.0, -1.0, 1e-300, 1e300]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40))
+def test_the_check_gives_the_plain_formulas_bit_for_bit(seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+
+    def column(centre: float, spread: float) -> np.ndarray:
+        v = centre + spread * rng.standard_normal(n)
+        odd = rng.random(n) < 0.2  # NaN, infinities, zeros, negatives and extremes mixed in
+        v[odd] = rng.choice(ODD, int(odd.sum()))
+        return v
+
+    args = (
+        column(0.85, 0.1), np.abs(column(0.02, 0.01)), column(0.87, 0.1), column(0.01, 0.01),
+        column(200.0, 300.0), column(100.0, 300.0),
+    )  # fmt: skip
+    with np.errstate(all="ignore"):
+        got = check_claims(*args)
+        want = plain_check(*args)
+    names = ["posterior", "sigma", "z", "flagged", "expected"]
+    for name, a, b in zip(names, got_fields(got), want, strict=True):
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
+
+
+def got_fields(r: object) -> list[np.ndarray]:
+    return [getattr(r, f) for f in ("posterior", "posterior_sigma", "z", "flagged", "expected")]
+
+
+def test_missing_elapsed_counts_as_none_and_a_bad_claim_sigma_as_the_default() -> None:
+    m, s, c = np.array([0.8, 0.8]), np.array([0.01, 0.01]), np.array([0.9, 0.9])
+    bare = check_claims(m, s, c)
+    given = check_claims(m, s, c, np.array([np.nan, -1.0]), np.zeros(2), np.zeros(2))
+    for a, b in zip(got_fields(bare), got_fields(given), strict=True):
+        assert np.array_equal(a, b)
+    assert bare.z[0] == pytest.approx(0.1 / np.hypot(0.02, 0.01))
