@@ -37,6 +37,9 @@ weights set to zero; "calibration_mean" predicts the mean SoH of the calibration
 of the others. `band` does the same with n cells adjacent in SoH order (a random start, 10 draws
 per n, a random stream of its own so that the random draws stay as they were): calibration
 cells from one batch of similar age, the case where a few cells teach least about the others.
+`ends` calibrates it once from its n lowest and once from its n highest cells (cells ranked by
+mean SoH; n = 12 to 30): the model kind it got, whether it was warned, MAE, bias, coverage and
+mean sigma on the other cells (a recycler whose reference cells all came from one end).
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ TARGET_COVERAGE = (0.87, 0.93)
 PRIOR_CELLS = (1, 2, 3, 5, 8, 12, 20)
 PRIOR_DRAWS = 10
 BAND_CELLS = (3, 5, 8)
+END_CELLS = (12, 16, 20, 25, 30)
 
 
 class Data:
@@ -421,6 +425,7 @@ def prior_experiment(data: Data, full_mae: dict[str, float], seed: int) -> dict[
             "curve": curve,
             "cells_within_1_point_of_full_model": enough,
             "band": band_draws(data, d, shell, band_rng),
+            "ends": end_draws(data, d, shell),
         }
     return out
 
@@ -456,6 +461,44 @@ def band_draws(
                 **warned_split(cov, warned),
             }
         )
+    return points
+
+
+def end_draws(data: Data, d: str, shell: SohModel) -> list[dict[str, Any]]:
+    """Design d calibrated from its n lowest and its n highest cells, scored on the others."""
+    rows = data.design == d
+    cells = np.unique(data.group[rows])
+    mean_soh = [float(data.soh[rows & (data.group == c)].mean()) for c in cells]
+    ranked = cells[np.argsort(mean_soh, kind="stable")]
+    points = []
+    for end in ("lowest", "highest"):
+        for n in END_CELLS:
+            if n > len(cells) - 4:
+                break
+            cal = rows & np.isin(data.group, ranked[:n] if end == "lowest" else ranked[-n:])
+            test = rows & ~cal
+            m = shell.calibrate_new_design(
+                d, data.U[cal], data.rated_ah[cal], data.width_ms[cal], data.soh[cal],
+                data.group[cal],
+            )  # fmt: skip
+            s, sd, err = m.predict(
+                data.design[test], data.U[test], data.rated_ah[test], data.width_ms[test]
+            )
+            ok = err == ""
+            e = s[ok] - data.soh[test][ok]
+            points.append(
+                {
+                    "end": end,
+                    "cells": n,
+                    "soh_span": round(float(np.ptp(data.soh[cal])), 3),
+                    "model": m.models[d].summary.kind,
+                    "warned": bool(model_summary(m)[d]["warnings"]),
+                    "mae": round(float(np.abs(e).mean() * 100), 2),
+                    "bias": round(float(e.mean() * 100), 2),
+                    "coverage": round(float(np.mean(np.abs(e) <= Z90 * sd[ok])), 3),
+                    "mean_sigma": round(float(sd[ok].mean() * 100), 2),
+                }
+            )
     return points
 
 

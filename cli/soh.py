@@ -318,9 +318,10 @@ def show(
     voltage window, the U columns it needs; other rows get out-of-range, missing-features or
     no-model), the widths with a model of their own, the row correlation that --per-cell and
     the intake use to combine a cell's rows, and how far sigma widens for a row unlike every
-    training row ('wider', at most; '-' never; 'slopes' for a design calibrated from cells of
-    one SoH band, whose sigma grows with a row's distance from them). Also the designs its
-    pooled prior was fitted on ('passport soh calibrate' needs one).
+    training row ('wider': the factor at the most novel rows the cross-validation saw, as in
+    'x1.36+', growing in proportion to novelty beyond them; '-' never; 'slopes' for a design
+    calibrated from cells of one SoH band, whose sigma grows with a row's distance from them).
+    Also the designs its pooled prior was fitted on ('passport soh calibrate' needs one).
     """
     model = load_model(model_path)
     summary = model_summary(model)
@@ -346,7 +347,8 @@ def show(
             widths += f" ({len(m.by_width)} own)"
         needs = f"U{m.u_columns[0] + 1}-U{m.u_columns[-1] + 1}" if m.u_columns else "-"
         wider = float(summary[name]["novelty_widening_max"])  # type: ignore[arg-type]
-        widens = f"x{wider:.2f}" if wider > 1.0 else "-"
+        knots = any(len(k.novelty_knots) for k in (m, *m.by_width))
+        widens = f"x{wider:.2f}+" if knots else "-"
         if summary[name]["slope_uncertainty"]:
             widens = "slopes"
         table.add_row(

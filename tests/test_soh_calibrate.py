@@ -192,7 +192,8 @@ def test_show_tells_what_a_model_covers(files: dict[str, Path]) -> None:
         assert d["novelty_widening_max"] == round(top, 3)
         assert d["slope_uncertainty"] is False
         line = next(x for x in before.stderr.splitlines() if x.startswith(name))
-        assert line.endswith(f"x{top:.2f}" if top > 1.0 else " -")  # the 'wider' column
+        # the 'wider' column: the last knot's factor, growing beyond it ('+'), or never
+        assert line.endswith(f"x{top:.2f}+" if len(m.novelty_knots) else " -")
     assert "U1-U21" in before.stderr
     assert "wider" in before.stderr
     assert "pooled prior: LMO-10Ah, NMC-21Ah" in before.stderr

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from passport.soh._base import _novelty
+from passport.soh._base import _novelty, novelty_factor
 from passport.soh._kernel import _increasing, _novelty_curve
 from passport.soh.model import Z90, SohModel, SohModelError
 from passport.soh.synthetic import Ecm, Rows, aged_cells, pulse_rows
@@ -74,6 +74,53 @@ def test_novelty_is_gamma_times_the_squared_distance_to_the_nearest_centre() -> 
     brute = np.array([min(float(((e - c) ** 2).sum()) for c in C) for e in E])
     assert np.allclose(_novelty(E, C, 0.3), 0.3 * brute)
     assert np.allclose(_novelty(C, C, 0.3), 0.0, atol=1e-12)  # a centre is not novel
+
+
+KNOTS, FACTORS = np.array([0.1, 0.3, 0.5, 0.9]), np.array([1.0, 1.1, 1.1, 1.4])
+
+# (name, novelty, factor): the curve between its knots, held at either end below the first,
+# and past the last knot its factor times novelty / last knot
+FACTOR_CASES = [
+    ("a centre", 0.0, 1.0),
+    ("below the first knot", 0.05, 1.0),
+    ("on a knot", 0.3, 1.1),
+    ("between knots", 0.7, 1.25),
+    ("on the last knot", 0.9, 1.4),
+    ("twice the last knot", 1.8, 2.8),
+    ("ten times", 9.0, 14.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("novelty", "want"), [c[1:] for c in FACTOR_CASES], ids=[c[0] for c in FACTOR_CASES]
+)
+def test_the_factor_follows_the_curve_and_grows_past_its_last_knot(
+    novelty: float, want: float
+) -> None:
+    got = novelty_factor(np.array([novelty]), KNOTS, FACTORS)
+    assert got[0] == pytest.approx(want)
+
+
+@given(st.lists(st.floats(0.0, 1e6), min_size=2, max_size=50))
+def test_the_factor_never_falls_as_novelty_grows(values: list[float]) -> None:
+    x = np.sort(np.array(values))
+    f = novelty_factor(x, KNOTS, FACTORS)
+    assert (np.diff(f) >= -1e-12 * f[1:]).all()
+    assert (f >= 1.0).all()
+
+
+def test_a_factor_of_one_grows_too_and_nan_stays_nan() -> None:
+    """A design whose out-of-fold errors did not grow with novelty still widens past what the
+    cross-validation saw; a row with no novelty (hostile input, refused anyway) gets none."""
+    flat = np.ones(4)
+    got = novelty_factor(np.array([0.5, 1.8, np.nan]), KNOTS, flat)
+    assert got[:2].tolist() == pytest.approx([1.0, 2.0])
+    assert np.isnan(got[2])
+
+
+def test_a_last_knot_at_zero_holds_the_curve_flat() -> None:
+    got = novelty_factor(np.array([0.0, 5.0]), np.zeros(4), np.array([1.0, 1.0, 1.2, 1.3]))
+    assert got.tolist() == pytest.approx([1.3, 1.3])
 
 
 INCREASING_CASES = [
@@ -199,7 +246,7 @@ def test_rows_pushed_away_from_the_training_rows_get_wider_and_wider(
     """A steep widening curve on the fitted model: training rows (all of them are RBF centres)
     keep their sigma; the same rows pushed outwards, away from the training rows' mean (the
     features are linear in U, so the embedding moves along a straight line), get a wider sigma
-    the further they go, towards the last factor."""
+    the further they go, past the last factor."""
     model = mixed[0]
     m = model.models[DESIGN]
     steep = SohModel(
@@ -221,7 +268,7 @@ def test_rows_pushed_away_from_the_training_rows_get_wider_and_wider(
         means.append(float(np.nanmean(s / s0)))
     assert means[0] == pytest.approx(1.0, abs=1e-6)
     assert all(b > a for a, b in itertools.pairwise(means))
-    assert means[-1] > 2.5
+    assert means[-1] > 3.0  # the last factor: beyond it sigma keeps growing
 
 
 def test_the_fast_path_widens_as_the_defining_formulas_do(

@@ -138,7 +138,9 @@ def _finite(text: str) -> float:
 def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
     """Per design: what it was trained on, its cross-validated accuracy (points), what input
     it accepts (rating, pulse widths, voltage window, the U columns it needs) and how far its
-    sigma widens for rows unlike the training rows (`novelty_widening_max`, 1 = never;
+    sigma widens for rows unlike the training rows (`novelty_widening_max`, the factor at the
+    last novelty knot, past which it grows in proportion to novelty, even from a factor of 1;
+    1 and no knots = never;
     `slope_uncertainty`: sigma carries the slopes' own uncertainty, growing with a row's
     distance from the calibration rows, without bound)."""
     out: dict[str, dict[str, object]] = {}

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from passport.soh._base import FloatArray, IntArray
+from passport.soh._base import FloatArray, IntArray, novelty_factor
 from passport.soh._fold import Folded, fold_design
 from passport.soh._fpu import flush_subnormals
 from passport.soh._params import DesignModel, same_width
@@ -75,7 +75,7 @@ def _estimate_block(
     np.minimum(soh, k.clip[1], out=soh)
     sigma = np.interp(soh, k.knots, k.values)
     if nearest is not None:
-        sigma *= np.interp(-nearest, k.novelty_knots, k.novelty_factors)
+        sigma *= novelty_factor(-nearest, k.novelty_knots, k.novelty_factors)
     if len(k.slope_covariance):  # e S e^T per row: about r^2 flops, r = 23-44 features
         e = E[:, :r]  # (hostile rows: NaN, refused by the window check)
         sigma = np.sqrt(sigma * sigma + np.einsum("ij,ij->i", e @ k.slope_covariance, e))

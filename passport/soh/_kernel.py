@@ -21,6 +21,7 @@ from passport.soh._base import (
     _rbf,
     _usable_columns,
     group_kfold,
+    novelty_factor,
 )
 from passport.soh._params import DesignModel, TrainingSummary
 from passport.soh.features import FEATURE_NAMES, features
@@ -308,7 +309,7 @@ def _fit_kernel_design(
         settings.novelty_min_cells,
     )
     if len(novelty_knots):
-        oof_sigma = oof_sigma * np.interp(sel.novelty, novelty_knots, novelty_factors)
+        oof_sigma = oof_sigma * novelty_factor(sel.novelty, novelty_knots, novelty_factors)
     err = np.abs(sel.oof - soh)
 
     basis = _basis(

@@ -16,6 +16,7 @@ from passport.soh._base import (
     FloatArray,
     SohModelError,
     _sq_dist,
+    novelty_factor,
 )
 from passport.soh.features import (
     FEATURE_NAMES,
@@ -64,9 +65,11 @@ class DesignModel:
 
     features: z = (features(U)[names] - mean) / scale; e = z @ projection;
     soh = exp(-gamma |e - centre|^2) @ rbf_weights + e @ linear_weights + intercept, clipped;
-    sigma = interp(soh, sigma_knots, sigma_values), times interp(novelty, novelty_knots,
-    novelty_factors) when the model has novelty knots, where novelty = min over the centres of
-    gamma |e - centre|^2 (a row unlike the training rows gets a wider sigma); with a slope
+    sigma = interp(soh, sigma_knots, sigma_values), times novelty_factor(novelty, novelty_knots,
+    novelty_factors) when the model has novelty knots (`_base.novelty_factor`: interpolated
+    between the knots, past the last one in proportion to novelty), where novelty = min over
+    the centres of gamma |e - centre|^2 (a row unlike the training rows gets a wider sigma,
+    without bound); with a slope
     covariance S, sigma = sqrt(sigma^2 + e S e^T) (how unsure the slopes are, times how far the
     row is from the calibration rows' mean, where e is 0).
 
@@ -152,7 +155,7 @@ class DesignModel:
         sigma = np.interp(soh, self.sigma_knots, self.sigma_values)
         if len(self.novelty_knots):
             novelty = self.gamma * d2.min(1)
-            sigma *= np.interp(novelty, self.novelty_knots, self.novelty_factors)
+            sigma *= novelty_factor(novelty, self.novelty_knots, self.novelty_factors)
         if len(self.slope_covariance):
             sigma = np.sqrt(sigma**2 + np.einsum("ij,jk,ik->i", E, self.slope_covariance, E))
         return soh, sigma
