@@ -137,3 +137,13 @@ def test_missing_elapsed_counts_as_none_and_a_bad_claim_sigma_as_the_default() -
     for a, b in zip(got_fields(bare), got_fields(given), strict=True):
         assert np.array_equal(a, b)
     assert bare.z[0] == pytest.approx(0.1 / np.hypot(0.02, 0.01))
+
+
+def test_scalar_ages_broadcast_as_the_plain_formulas_do() -> None:
+    m, s, c = np.array([0.8, 0.9]), np.array([0.01, 0.02]), np.array([0.9, 0.95])
+    for fec, days in [(np.inf, 10.0), (np.nan, -5.0), (300.0, np.inf)]:
+        with np.errstate(all="ignore"):  # the largest float squared overflows, as before
+            got = check_claims(m, s, c, np.array([0.01, 0.01]), fec, days)  # type: ignore[arg-type]
+            want = plain_check(m, s, c, np.array([0.01, 0.01]), np.float64(fec), np.float64(days))
+        for a, b in zip(got_fields(got), want, strict=True):
+            assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f")

@@ -98,8 +98,8 @@ def _elapsed(values: FloatArray | None, n: int, unit: float) -> FloatArray:
         return np.zeros(n)
     out = np.fmax(np.asarray(values, dtype=np.float64), 0.0)  # NaN -> 0
     out /= unit
-    if np.isinf(out).any():
-        np.nan_to_num(out, copy=False)
+    if np.isinf(out).any():  # as before: inf -> the largest float (rare: a copy)
+        out = np.nan_to_num(out)
     return out
 
 
