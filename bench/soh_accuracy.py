@@ -476,16 +476,7 @@ def end_draws(data: Data, d: str, shell: SohModel) -> list[dict[str, Any]]:
             if n > len(cells) - 4:
                 break
             cal = rows & np.isin(data.group, ranked[:n] if end == "lowest" else ranked[-n:])
-            test = rows & ~cal
-            m = shell.calibrate_new_design(
-                d, data.U[cal], data.rated_ah[cal], data.width_ms[cal], data.soh[cal],
-                data.group[cal],
-            )  # fmt: skip
-            s, sd, err = m.predict(
-                data.design[test], data.U[test], data.rated_ah[test], data.width_ms[test]
-            )
-            ok = err == ""
-            e = s[ok] - data.soh[test][ok]
+            m, e, sd = calibrated_errors(data, d, shell, cal, rows & ~cal)
             points.append(
                 {
                     "end": end,
@@ -495,18 +486,18 @@ def end_draws(data: Data, d: str, shell: SohModel) -> list[dict[str, Any]]:
                     "warned": bool(model_summary(m)[d]["warnings"]),
                     "mae": round(float(np.abs(e).mean() * 100), 2),
                     "bias": round(float(e.mean() * 100), 2),
-                    "coverage": round(float(np.mean(np.abs(e) <= Z90 * sd[ok])), 3),
-                    "mean_sigma": round(float(sd[ok].mean() * 100), 2),
+                    "coverage": round(float(np.mean(np.abs(e) <= Z90 * sd)), 3),
+                    "mean_sigma": round(float(sd.mean() * 100), 2),
                 }
             )
     return points
 
 
-def calibrated_scores(
+def calibrated_errors(
     data: Data, d: str, shell: SohModel, cal: np.ndarray, test: np.ndarray
-) -> tuple[float, float, bool]:
-    """Design d calibrated through `shell`'s prior from the rows `cal`, scored on the rows
-    `test`: MAE (points), 90 % coverage, and whether it got the narrow-band warning."""
+) -> tuple[SohModel, np.ndarray, np.ndarray]:
+    """Design d calibrated through `shell`'s prior from the rows `cal`: the model, and the
+    signed errors and sigmas of the rows `test` it estimates."""
     m = shell.calibrate_new_design(
         d, data.U[cal], data.rated_ah[cal], data.width_ms[cal], data.soh[cal], data.group[cal]
     )
@@ -514,9 +505,18 @@ def calibrated_scores(
         data.design[test], data.U[test], data.rated_ah[test], data.width_ms[test]
     )
     ok = err == ""
-    e = np.abs(s[ok] - data.soh[test][ok])
+    return m, s[ok] - data.soh[test][ok], sd[ok]
+
+
+def calibrated_scores(
+    data: Data, d: str, shell: SohModel, cal: np.ndarray, test: np.ndarray
+) -> tuple[float, float, bool]:
+    """Design d calibrated through `shell`'s prior from the rows `cal`, scored on the rows
+    `test`: MAE (points), 90 % coverage, and whether it got the narrow-band warning."""
+    m, e, sd = calibrated_errors(data, d, shell, cal, test)
     warned = bool(model_summary(m)[d]["warnings"])
-    return float(e.mean() * 100), float(np.mean(e <= Z90 * sd[ok])), warned
+    e = np.abs(e)
+    return float(e.mean() * 100), float(np.mean(e <= Z90 * sd)), warned
 
 
 def warned_split(coverage: list[float], warned: list[bool]) -> dict[str, Any]:
