@@ -241,10 +241,8 @@ def novelty_factor(novelty: FloatArray, knots: FloatArray, factors: FloatArray) 
     flat factor, 0.91 / 0.88 with this one, and a new design calibrated from 16-20 cells at
     one end of its range covered its other cells 0.68-0.81 instead of 0.04-0.06
     (docs/soh-accuracy.md). Novelty is a squared distance: this grows with its square."""
-    f = np.interp(novelty, knots, factors)
+    f = np.interp(novelty, knots, factors)  # the last factor from the last knot on
     last = float(knots[-1])
-    if last > 0.0:
-        beyond = novelty > last
-        if beyond.any():
-            f[beyond] = factors[-1] * (novelty[beyond] / last)
+    if last > 0.0:  # (three passes, no mask: inference calls this for every block)
+        f *= np.maximum(novelty / last, 1.0)
     return f
