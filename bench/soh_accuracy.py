@@ -37,6 +37,9 @@ weights set to zero; "calibration_mean" predicts the mean SoH of the calibration
 of the others. `band` does the same with n cells adjacent in SoH order (a random start, 10 draws
 per n, a random stream of its own so that the random draws stay as they were): calibration
 cells from one batch of similar age, the case where a few cells teach least about the others.
+`voltage_noise`: the cross-validated model's MAE and coverage when 0.1 / 0.2 / 0.5 mV of
+Gaussian noise is added to every voltage of the held-out rows (the training rows keep theirs):
+how clean an intake line's voltages must be.
 `ends` calibrates it once from its n lowest and once from its n highest cells (cells ranked by
 mean SoH; n = 12 to 30): the model kind it got, whether it was warned, MAE, bias, coverage and
 mean sigma on the other cells (a recycler whose reference cells all came from one end).
@@ -83,6 +86,7 @@ PRIOR_CELLS = (1, 2, 3, 5, 8, 12, 20)
 PRIOR_DRAWS = 10
 BAND_CELLS = (3, 5, 8)
 END_CELLS = (12, 16, 20, 25, 30)
+NOISE_MV = (0.1, 0.2, 0.5)  # Gaussian noise added to every voltage of the held-out rows
 
 
 class Data:
@@ -197,6 +201,10 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
     base_sig = np.full(len(data.soh), np.nan)
     rho = np.ones(len(data.soh))  # the fold model's row correlation of each row's design
     novel = np.full(len(data.soh), np.nan)
+    noisy = {
+        mv: (np.full(len(data.soh), np.nan), np.full(len(data.soh), np.nan)) for mv in NOISE_MV
+    }
+    noise_rng = np.random.default_rng([seed, 2])
     errors: dict[str, int] = {}
     fit_seconds = []
     for f in range(n_folds):
@@ -216,6 +224,11 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
             data.design[test], data.U[test], data.rated_ah[test], data.width_ms[test]
         )
         est[test], sig[test] = s, sd
+        for mv, (n_est, n_sig) in noisy.items():
+            U = data.U[test] + noise_rng.normal(0.0, mv / 1000.0, data.U[test].shape)
+            n_est[test], n_sig[test], _ = model.predict(
+                data.design[test], U, data.rated_ah[test], data.width_ms[test]
+            )
         rho[test] = [model.row_correlation(d) for d in data.design[test].tolist()]
         count_errors(err, errors)
         for d in designs:
@@ -228,9 +241,30 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
             novel[te] = novelty(data, tr, data, te)
 
     result = summarise(data, designs, est, sig, base_est, base_sig, rho, novel)
+    result["voltage_noise"] = {
+        f"{mv}_mV": noise_scores(data, designs, *noisy[mv]) for mv in NOISE_MV
+    }
     result["error_rows"] = errors
     result["fit_seconds_per_fold"] = round(float(np.mean(fit_seconds)), 2)
     return result
+
+
+def noise_scores(
+    data: Data, designs: list[str], est: np.ndarray, sig: np.ndarray
+) -> dict[str, Any]:
+    """The model's scores on held-out rows whose voltages got noise the training rows did not
+    have (mean over the designs; the median sigma per design), rows out of the window left out."""
+    per = {}
+    median_sigma = {}
+    for d in designs:
+        ok = (data.design == d) & np.isfinite(est)
+        per[d] = scores(data.soh[ok], est[ok], sig[ok])
+        median_sigma[d] = round(float(np.median(sig[ok])) * 100, 3)
+    return {
+        "mae": round(float(np.mean([p["mae"] for p in per.values()])), 3),
+        "coverage_90": round(float(np.mean([p["coverage_90"] for p in per.values()])), 3),
+        "median_sigma": median_sigma,
+    }
 
 
 def count_errors(err: np.ndarray, counts: dict[str, int]) -> dict[str, int]:
