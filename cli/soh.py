@@ -144,7 +144,9 @@ def estimate(
     narrowed only as far as the design's row correlation (stored in the model) allows. Streams
     in chunks: any input size, bounded memory. So on stdout a file that fails part-way (exit 2,
     e.g. a trace cell that comes back after other cells) leaves the rows before the failure;
-    with --out the file appears only when every row is written.
+    with --out the file appears only when every row is written. The summary counts the rows
+    unlike the training cells (far_from_training: a sigma over twice the widest the design's
+    cross-validation gave), the sign of noisy voltages or of cells the reference set lacks.
     """
     if threshold <= 0:
         raise typer.BadParameter("must be positive", param_hint="--threshold")
@@ -167,6 +169,12 @@ def estimate(
     err.print(
         f"{summary.rows} rows: {summary.estimated} estimated"
         + (f", {summary.flagged} claims flagged" if summary.flagged else "")
+        + (
+            f", {summary.far} unlike the training cells (noisy voltages, or cells the "
+            "reference set lacks: their sigma says so)"
+            if summary.far
+            else ""
+        )
         + (f"; errors: {errors}" if errors else "")
         + (f" -> {out}" if out is not None else ""),
         markup=False,

@@ -257,6 +257,42 @@ def test_estimate_json_summary(model_file: Path, fresh: Path) -> None:
     assert len(read_csv(Path("out.csv"))) == 12
 
 
+def test_rows_unlike_the_training_cells_are_counted(model_file: Path, tmp_path: Path) -> None:
+    """Fresh cells of the training population count as near; the same cells measured with
+    5 mV of noise on every voltage are far from every training row: their sigma is over
+    FAR_SIGMA times the design's widest, and the summary counts exactly those rows."""
+    model = load_model(model_file)
+    widest = model.widest_sigma(DESIGN)
+    m = model.models[DESIGN]
+    assert widest == pytest.approx(m.sigma_values.max() * m.novelty_factors.max(initial=1.0))
+    assert np.isnan(model.widest_sigma("LFP-20Ah"))  # no model
+    clean = write_cells(tmp_path / "clean.csv", 40, seed=33, prefix="k")
+    rows = read_csv(clean)
+    rng = np.random.default_rng(0)
+    for r in rows:
+        for c in U_COLUMNS:
+            if r[c]:
+                r[c] = repr(float(r[c]) + rng.normal(0.0, 0.005))
+    noisy = tmp_path / "noisy.csv"
+    with open(noisy, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, HEADER, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    counts = {}
+    for name, source in (("clean", clean), ("noisy", noisy)):
+        result = run("soh", "estimate", "-m", model_file, source, "-o", f"{name}-out.csv", "--json")
+        assert result.exit_code == 0, result.stderr
+        sigma = np.array(
+            [float(r["soh_sigma"] or "nan") for r in read_csv(Path(f"{name}-out.csv"))]
+        )
+        counts[name] = json.loads(result.stdout)["far_from_training"]
+        assert counts[name] == int((sigma > soh_api.model.FAR_SIGMA * widest).sum())
+        if counts[name]:
+            assert f"{counts[name]} unlike the training cells" in result.stderr
+    assert counts["clean"] <= 2
+    assert counts["noisy"] >= 20
+
+
 def test_estimate_without_out_writes_the_csv_to_stdout(model_file: Path, fresh: Path) -> None:
     """Same table as with --out; the summary stays on stderr so stdout is pure CSV."""
     to_file = run("soh", "estimate", "--model", model_file, fresh, "--out", "out.csv")

@@ -16,7 +16,7 @@ from passport.soh.check import Ageing, check_claims
 from passport.soh.combine import combine_runs, run_keys, trailing_run_start
 from passport.soh.features import U_COLUMNS
 from passport.soh.io import CLAIM_COLUMNS, EstimateWriter, PulseChunk, read_pulse_csv
-from passport.soh.model import ERR_MISSING, SohModel
+from passport.soh.model import ERR_MISSING, FAR_SIGMA, SohModel
 from passport.soh.rows import Estimate, FloatArray, StrArray, estimate, resistance_growth
 from passport.soh.trace_io import TraceChunk, is_trace_header, read_trace_csv, sniff_header
 from passport.soh.traces import Extracted, extract
@@ -36,9 +36,11 @@ class EstimateSummary:
     flagged: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     kind: str = "features"
+    far: int = 0  # estimated rows unlike the training cells (`model.FAR_SIGMA`)
 
-    def add(self, error: StrArray, flagged: int = 0) -> None:
+    def add(self, error: StrArray, flagged: int = 0, far: int = 0) -> None:
         self.rows += len(error)
+        self.far += far
         codes, counts = np.unique(error.astype(str), return_counts=True)
         for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
             if code:
@@ -53,6 +55,7 @@ class EstimateSummary:
             "rows": self.rows,
             "estimated": self.estimated,
             "flagged": self.flagged,
+            "far_from_training": self.far,
             "errors": dict(sorted(self.errors.items())),
         }
 
@@ -187,7 +190,10 @@ def _estimate_chunk(
         columns["resistance_growth"] = np.where(
             ok, resistance_growth(est.resistance_ohm, initial), np.nan
         )
-    summary.add(error, flagged)
+    widest = {d: model.widest_sigma(d) for d in set(chunk.design.tolist())}
+    limit = np.array([widest[d] for d in chunk.design.tolist()], dtype=np.float64)
+    far = int((ok & (sigma > FAR_SIGMA * limit)).sum())  # NaN limit (no model): never
+    summary.add(error, flagged, far)
     return columns
 
 
