@@ -61,6 +61,13 @@ def _libm() -> Any | None:
     return libm
 
 
+def _flushed(mode: _Mode) -> _Mode:
+    """A copy of `mode` with FTZ and DAZ set."""
+    out = _Mode.from_buffer_copy(mode)
+    out.mxcsr |= _FTZ | _DAZ
+    return out
+
+
 def _works(libm: Any) -> bool:
     """The register reads as expected (every exception masked), a subnormal float32 product
     becomes zero once the bits are set, and is subnormal again once the modes are restored."""
@@ -68,9 +75,7 @@ def _works(libm: Any) -> bool:
     if libm.fegetmode(ctypes.byref(saved)) != 0 or saved.mxcsr & _MASKS != _MASKS:
         return False
     tiny = np.full(64, 1e-30, dtype=np.float32)
-    flushed = _Mode.from_buffer_copy(saved)
-    flushed.mxcsr |= _FTZ | _DAZ
-    if libm.fesetmode(ctypes.byref(flushed)) != 0:
+    if libm.fesetmode(ctypes.byref(_flushed(saved))) != 0:
         return False
     try:
         inside = float(np.max(tiny * np.float32(1e-10)))
@@ -104,9 +109,7 @@ def flush_subnormals() -> Iterator[None]:
     if libm.fegetmode(ctypes.byref(saved)) != 0:
         yield
         return
-    flushed = _Mode.from_buffer_copy(saved)
-    flushed.mxcsr |= _FTZ | _DAZ
-    libm.fesetmode(ctypes.byref(flushed))
+    libm.fesetmode(ctypes.byref(_flushed(saved)))
     try:
         yield
     finally:

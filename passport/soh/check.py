@@ -86,17 +86,15 @@ def check_claims(
     combine = has_claim & ~flagged
     weight = np.where(combine, meas_var / total_var, 0.0)
     posterior = np.where(combine, measured + weight * gap, measured)
-    prior_var *= meas_var
-    prior_var /= total_var
-    posterior_sigma = np.where(combine, np.sqrt(prior_var), np.sqrt(meas_var))
+    posterior_sigma = np.where(
+        combine, np.sqrt(prior_var * meas_var / total_var), np.sqrt(meas_var)
+    )
     return CheckResult(posterior, posterior_sigma, z, flagged, expected)
 
 
 def _elapsed(values: FloatArray | None, n: int, unit: float) -> FloatArray:
     """Cycles or days since the claim in thousands or years; missing or negative: none."""
-    if values is None:
-        return np.zeros(n)
-    out = np.fmax(np.asarray(values, dtype=np.float64), 0.0)  # NaN -> 0
+    out = np.fmax(_or(values, n, 0.0), 0.0)  # NaN -> 0
     out /= unit
     if np.isinf(out).any():  # as before: inf -> the largest float (rare: a copy)
         out = np.nan_to_num(out)
