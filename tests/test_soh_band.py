@@ -77,8 +77,9 @@ def test_a_band_calibration_reaches_the_other_cells_better(soh_dev: Table, prior
 def test_the_low_end_spanning_thirteen_points_is_held_too(soh_dev: Table, prior: Any) -> None:
     """The 8 lowest LMO-10Ah cells span 13 points of SoH, more than the 10 of the rule until
     session 13: their kernel model clips its estimates to the band and estimated the design's
-    other cells 25 points off, coverage 0.11, without a warning. Held to the prior (the rule
-    at 15 points): 15 points, 0.69, and the warning."""
+    other cells 25 points off, coverage 0.11 (0.22 since session 16, when sigma grows past the
+    last novelty knot of models of fewer than 10 cells too), without a warning. Held to the
+    prior (the rule at 15 points): 15 points, 0.69, and the warning."""
     cal, rest = _adjacent(soh_dev, slice(None, 8))
     assert 0.10 <= np.ptp(cal.soh) < SETTINGS.narrow_span
     before = _calibrated(prior, replace(SETTINGS, narrow_span=0.10), cal)
@@ -90,7 +91,7 @@ def test_the_low_end_spanning_thirteen_points_is_held_too(soh_dev: Table, prior:
     mae_before, cov_before = _mae_and_coverage(before, rest)
     mae_now, cov_now = _mae_and_coverage(now, rest)
     assert mae_now < 0.7 * mae_before
-    assert cov_before < 0.2
+    assert cov_before < 0.3
     assert cov_now > 0.6
 
 

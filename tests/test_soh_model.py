@@ -37,6 +37,7 @@ from passport.soh.model import (
     ERR_MISSING,
     ERR_NO_MODEL,
     ERR_OUT_OF_RANGE,
+    FAR_SIGMA,
     MODEL_FORMAT,
     MODEL_VERSION,
     Z90,
@@ -202,20 +203,23 @@ def test_sigma_widens_with_novelty_only_where_the_design_has_the_cells_for_it(
     model: SohModel, table: Table
 ) -> None:
     """Each kernel model's widening (inner out-of-fold) is non-decreasing and never narrows;
-    a design with fewer than `novelty_min_cells` cells (NMC-2.1Ah has 8) gets none."""
+    a design with fewer than `novelty_min_cells` cells (NMC-2.1Ah has 8) gets no bins, only
+    one knot with a factor of 1, past which sigma grows like every model's."""
     widened = 0
     for name, m in model.models.items():
         cells = len(np.unique(table.group[table.design == name]))
         for sub in (m, *m.by_width):
+            assert len(sub.novelty_knots) >= 1  # every kernel model grows past its last knot
             if cells < model.settings.novelty_min_cells:
-                assert len(sub.novelty_knots) == 0
+                assert sub.novelty_factors.tolist() == [1.0]
                 continue
+            assert len(sub.novelty_knots) == 4
             assert np.all(np.diff(sub.novelty_knots) > 0)
             assert np.all(np.diff(sub.novelty_factors) >= 0)
             assert np.all(sub.novelty_factors >= 1.0)
-            widened += bool(len(sub.novelty_factors) and sub.novelty_factors[-1] > 1.1)
+            widened += bool(sub.novelty_factors[-1] > 1.1)
     assert widened >= 3
-    assert len(model.models["NMC-2.1Ah"].novelty_knots) == 0
+    assert len(model.models["NMC-2.1Ah"].novelty_knots) == 1
 
 
 def test_estimates_are_in_range_with_positive_sigma(model: SohModel, table: Table) -> None:
@@ -896,3 +900,28 @@ def test_fit_reports_progress_design_by_design() -> None:
     )  # fmt: skip
     assert calls == [(0, 2, ""), (1, 2, "SYN-A"), (2, 2, "SYN-B")]
     assert model.designs == ["SYN-A", "SYN-B"]
+
+
+def _far_cases(model: SohModel) -> list[tuple[str, list[object], list[float], list[bool]]]:
+    d = next(iter(model.models))
+    limit = FAR_SIGMA * model.widest_sigma(d)
+    return [
+        ("inside", [d], [0.01], [False]),
+        ("at-the-limit", [d], [limit], [False]),
+        ("just-over", [d], [limit * (1 + 1e-12)], [True]),
+        ("nan-sigma", [d], [math.nan], [False]),
+        ("no-model", ["NOT-A-DESIGN"], [10.0], [False]),
+        ("infinite", [d], [math.inf], [True]),
+        ("mixed", [d, "NOT-A-DESIGN", d], [limit * 2, limit * 2, limit / 2], [True, False, False]),
+        ("empty", [], [], []),
+    ]
+
+
+def test_far_from_training_named_cases(model: SohModel) -> None:
+    """Over FAR_SIGMA x the design's widest sigma, per row; never for an error (NaN) or a
+    design without a model; design names as a list, an object array or fixed-width strings."""
+    for name, designs, sigma, want in _far_cases(model):
+        for held in (designs, np.array(designs, dtype=object), np.array(designs, dtype=str)):
+            got = model.far_from_training(held, np.array(sigma))
+            assert got.dtype == np.bool_, name
+            assert got.tolist() == want, name

@@ -187,27 +187,55 @@ def test_errors_that_grow_with_novelty_widen_the_most_novel_rows() -> None:
     assert knots[-1] == pytest.approx(0.95, abs=0.02)  # the top bin's median novelty
 
 
-CURVE_NONE_CASES = [
-    ("errors-unrelated-to-novelty", _curve_input(grow=1.0), 50, (0.5, 0.75, 0.9), 10),
-    ("novel-rows-err-less", _curve_input(grow=0.5), 50, (0.5, 0.75, 0.9), 10),
-    ("too-few-cells", _curve_input(grow=3.0), 9, (0.5, 0.75, 0.9), 10),
-    ("no-bins", _curve_input(grow=3.0), 50, (), 10),
-    ("no-rows", (np.zeros(0), np.zeros(0)), 50, (0.5, 0.75, 0.9), 10),
-    ("no-errors-at-all", (np.linspace(0, 1, 100), np.zeros(100)), 50, (0.5, 0.75, 0.9), 10),
+# (id, data, cells, quantiles, min_cells, knots): no bin's errors stand out, so every factor is
+# 1, but the knots stay, so that sigma still grows past the last one (the top bin's median
+# novelty): a noisy row far beyond every training row is off by 15-25 points however clean the
+# design's own errors were
+CURVE_FLAT_CASES = [
+    ("errors-unrelated-to-novelty", _curve_input(grow=1.0), 50, (0.5, 0.75, 0.9), 10, 4),
+    ("novel-rows-err-less", _curve_input(grow=0.5), 50, (0.5, 0.75, 0.9), 10, 4),
+    ("too-few-cells", _curve_input(grow=3.0), 9, (0.5, 0.75, 0.9), 10, 1),
+    ("no-errors-at-all", (np.linspace(0, 1, 2000), np.zeros(2000)), 50, (0.5, 0.75, 0.9), 10, 1),
 ]
 
 
 @pytest.mark.parametrize(
-    ("data", "cells", "quantiles", "min_cells"),
+    ("data", "cells", "quantiles", "min_cells", "count"),
+    [c[1:] for c in CURVE_FLAT_CASES],
+    ids=[c[0] for c in CURVE_FLAT_CASES],
+)
+def test_no_widening_without_evidence_for_it_but_growth_past_the_last_knot(
+    data: tuple[np.ndarray, np.ndarray],
+    cells: int,
+    quantiles: tuple[float, ...],
+    min_cells: int,
+    count: int,
+) -> None:
+    knots, factors = _novelty_curve(data[0], data[1], cells, quantiles, min_cells)
+    assert len(knots) == len(factors) == count
+    assert np.all(factors == 1.0)
+    assert np.all(np.diff(knots) > 0)
+    assert knots[-1] == pytest.approx(0.95, abs=0.02)  # the top bin's median novelty
+    novelty = np.array([0.1, knots[-1], 2 * knots[-1], 10 * knots[-1]])
+    assert novelty_factor(novelty, knots, factors) == pytest.approx([1.0, 1.0, 2.0, 10.0])
+
+
+CURVE_NONE_CASES = [
+    ("no-bins", _curve_input(grow=3.0), 50, ()),
+    ("no-rows", (np.zeros(0), np.zeros(0)), 50, (0.5, 0.75, 0.9)),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "cells", "quantiles"),
     [c[1:] for c in CURVE_NONE_CASES],
     ids=[c[0] for c in CURVE_NONE_CASES],
 )
-def test_no_widening_without_evidence_for_it(
-    data: tuple[np.ndarray, np.ndarray], cells: int, quantiles: tuple[float, ...], min_cells: int
+def test_no_curve_without_bins_or_rows(
+    data: tuple[np.ndarray, np.ndarray], cells: int, quantiles: tuple[float, ...]
 ) -> None:
-    knots, factors = _novelty_curve(data[0], data[1], cells, quantiles, min_cells)
-    assert len(knots) == 0
-    assert len(factors) == 0
+    knots, factors = _novelty_curve(data[0], data[1], cells, quantiles, 10)
+    assert len(knots) == len(factors) == 0
 
 
 # -- fitted on cells where the odd ones are both novel and badly estimated -----------------------

@@ -90,7 +90,8 @@ class FitSettings:
     per_width: bool = True  # also fit a model per pulse width, kept where inner CV prefers it
     width_min_cells: int = 20  # fewer cells at a width: its rows use the all-widths model
     # sigma widened for rows unlike the training rows: novelty bins at these quantiles of the
-    # inner out-of-fold novelty; no widening below novelty_min_cells cells (or with no bins)
+    # inner out-of-fold novelty; below novelty_min_cells cells no bins, only the growth past
+    # the top bin's median novelty (`_kernel._novelty_curve`)
     novelty_quantiles: tuple[float, ...] = (0.5, 0.75, 0.9)
     novelty_min_cells: int = 10
     # cells spanning less SoH than this (a band): warned about however many they are; from 3

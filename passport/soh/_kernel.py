@@ -233,15 +233,20 @@ def _novelty_curve(
     Widen only: the sigma curve is calibrated over all rows, so narrowing the ordinary rows to
     pay for the novel ones would rest on the few cells in the top bin (tried in session 6: it
     narrowed the ordinary rows of the small designs below 0.87 coverage). Knots at the bins'
-    median novelty; empty arrays (no widening) below `min_cells` cells or without bins."""
+    median novelty. Past the last knot sigma grows with novelty (`_base.novelty_factor`) even
+    where the bins' errors do not stand out (factors of 1) and below `min_cells` cells (one
+    knot, at the top bin's median): a row far beyond every training row (noisy voltages) is
+    estimated 15-25 points off however clean the design's own errors were. Empty arrays (no
+    widening at all) only without bins or rows."""
     empty = np.zeros(0)
-    if n_cells < min_cells or not quantiles or len(z) == 0:
-        return empty, empty
-    a = np.abs(z)
-    overall = float(a.mean())
-    if overall <= 0.0:
+    if not quantiles or len(z) == 0:
         return empty, empty
     edges = np.quantile(novelty, (0.0, *quantiles, 1.0))
+    top = novelty[novelty >= edges[-2]]
+    a = np.abs(z)
+    overall = float(a.mean())
+    if n_cells < min_cells or overall <= 0.0:
+        return np.array([float(np.median(top))]), np.ones(1)
     bins = len(edges) - 1
     which = np.clip(np.searchsorted(edges, novelty, side="right") - 1, 0, bins - 1)
     counts = np.bincount(which, minlength=bins)
@@ -258,10 +263,7 @@ def _novelty_curve(
     factors = _increasing(ratio, (counts + prior_rows).astype(np.float64))
     factors = np.where(factors > 1.0 + 1e-9, factors, 1.0)
     knots, unique = np.unique(knots, return_index=True)
-    factors = factors[unique]
-    if np.all(factors == 1.0):
-        return empty, empty
-    return knots, factors
+    return knots, factors[unique]
 
 
 @dataclass(frozen=True, slots=True)

@@ -267,6 +267,19 @@ class SohModel:
             for k in (own, *own.by_width)
         )
 
+    def far_from_training(
+        self, design: npt.ArrayLike, sigma: npt.ArrayLike
+    ) -> npt.NDArray[np.bool_]:
+        """Per row: is its sigma over `FAR_SIGMA` times its design's `widest_sigma`? Such a row
+        is unlike every training cell (noisy voltages, or a cell unlike the reference ones):
+        its number says little. False for a NaN sigma (an error) or a design without a
+        model."""
+        names = [str(d) for d in np.asarray(design, dtype=object).ravel().tolist()]
+        widest = {d: self.widest_sigma(d) for d in set(names)}
+        limit = np.array([widest[d] for d in names], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            return np.asarray(sigma, dtype=np.float64).ravel() > FAR_SIGMA * limit
+
     def row_correlation(self, design: str) -> float:
         """The design's row correlation (how far `combine` narrows a cell's sigma); 1, no
         narrowing, for a design without a model."""

@@ -16,7 +16,7 @@ from passport.soh.check import Ageing, check_claims
 from passport.soh.combine import combine_runs, run_keys, trailing_run_start
 from passport.soh.features import U_COLUMNS
 from passport.soh.io import CLAIM_COLUMNS, EstimateWriter, PulseChunk, read_pulse_csv
-from passport.soh.model import ERR_MISSING, FAR_SIGMA, SohModel
+from passport.soh.model import ERR_MISSING, SohModel
 from passport.soh.rows import Estimate, FloatArray, StrArray, estimate, resistance_growth
 from passport.soh.trace_io import TraceChunk, is_trace_header, read_trace_csv, sniff_header
 from passport.soh.traces import Extracted, extract
@@ -190,9 +190,7 @@ def _estimate_chunk(
         columns["resistance_growth"] = np.where(
             ok, resistance_growth(est.resistance_ohm, initial), np.nan
         )
-    widest = {d: model.widest_sigma(d) for d in set(chunk.design.tolist())}
-    limit = np.array([widest[d] for d in chunk.design.tolist()], dtype=np.float64)
-    far = int((ok & (sigma > FAR_SIGMA * limit)).sum())  # NaN limit (no model): never
+    far = int((ok & model.far_from_training(chunk.design, sigma)).sum())
     summary.add(error, flagged, far)
     return columns
 
