@@ -177,7 +177,13 @@ def _print_summary(s: IntakeSummary) -> None:
         f"intake entries written now: {s.written}"
         + (f"; finished earlier: {s.resumed}" if s.resumed else "")
         + (f"; without an entry: {s.not_written}" if s.not_written else "")
-        + (f"; test rows matching no cell: {s.tests_unmatched}" if s.tests_unmatched else ""),
+        + (f"; test rows matching no cell: {s.tests_unmatched}" if s.tests_unmatched else "")
+        + (
+            f"; tests unlike the SoH model's reference cells (noisy voltages?): "
+            f"{s.unlike_reference}"
+            if s.unlike_reference
+            else ""
+        ),
         markup=False,
     )
     err.print(f"policy {s.policy['id']} v{s.policy['version']} ({s.policy['sha256'][:16]}...)",

@@ -1529,6 +1529,8 @@ def test_script_demo(tmp_path: Path) -> None:
     assert intake["cells"] == 100
     assert sum(intake["by_grade"].values()) == 100
     assert intake["by_grade"]["UNVERIFIED"] == 3
+    # the two tests through a poor contact; no cleanly tested cell is unlike the reference ones
+    assert intake["unlike_reference"] == len(report["scenarios"]["poor-contact"]) == 2
     assert "demo as expected" in proc.stderr
     assert "report.html" in proc.stderr
     for name in ("trust/roots", "keys/recycler.key.pem", "reference.csv", "model", "tests.csv",

@@ -259,6 +259,43 @@ DECISIONS: list[tuple[str, Evidence, str, tuple[str, ...], tuple[str, ...]]] = [
     ),
     ("no-soh-without-error", ev(soh=None), "TEST-REQUIRED", ("gate.no-test",), ("no value",)),
     (
+        "unlike-reference",
+        ev(unlike_reference=True, measured_soh=0.71, measured_sigma=0.124),
+        "TEST-REQUIRED",
+        ("gate.unlike-reference",),
+        ("measured 71.0 % +/- 12.4 %", "test it again"),
+    ),
+    (
+        # the flagged claim decides (quarantine first); the far test is listed in `also`
+        "unlike-reference-overstated-claim",
+        ev(
+            unlike_reference=True,
+            claim_flagged=True,
+            claimed_soh=0.97,
+            measured_soh=0.5,
+            measured_sigma=0.12,
+            claim_z=3.6,
+        ),
+        "QUARANTINE",
+        ("gate.overstated-claim",),
+        ("z = 3.6",),
+    ),
+    (
+        # an outlier's resistance is measured however unusual its pulse: recycled, not retested
+        "unlike-reference-resistance-outlier",
+        ev(unlike_reference=True, resistance_growth=2.6, resistance_z=6.0),
+        "D",
+        ("gate.resistance-outlier",),
+        ("2.60x",),
+    ),
+    (
+        "unlike-reference-without-soh",  # no number: the no-test gate says why
+        ev(unlike_reference=True, has_test=False, measured_soh=None, soh=None, soh_sigma=None),
+        "TEST-REQUIRED",
+        ("gate.no-test",),
+        ("no pulse test row",),
+    ),
+    (
         "deep-discharges",
         ev(deep_discharges=2),
         "TEST-REQUIRED",
@@ -399,6 +436,8 @@ DECISIONS: list[tuple[str, Evidence, str, tuple[str, ...], tuple[str, ...]]] = [
     ),
 ]
 
+DECISIONS_BY_ID = {name: e for name, e, _, _, _ in DECISIONS}
+
 
 @pytest.mark.parametrize(
     ("evidence", "expected", "rules", "numbers"),
@@ -431,6 +470,12 @@ def test_grading_decision(
     }
     assert result.outcome == outcome[expected]
     assert result.to_dict()["rules"] == list(rules)
+
+
+def test_a_later_gate_that_holds_is_listed_in_also() -> None:
+    result = grade(DECISIONS_BY_ID["unlike-reference-overstated-claim"], DEFAULT)
+    assert [a.split(":")[0] for a in result.also] == ["gate.unlike-reference"]
+    assert "measured 50.0 % +/- 12.0 %" in result.also[0]
 
 
 def test_group_without_design() -> None:
@@ -505,6 +550,7 @@ EVIDENCE = st.builds(
     tests_covered=_texts,
     has_test=st.booleans(),
     estimate_error=_text,
+    unlike_reference=st.booleans(),
     measured_soh=_opt_float,
     measured_sigma=_opt_float,
     claimed_soh=_opt_float,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import intake_kit
+import numpy as np
 import pytest
 from intake_kit import CELLS, DAY, LFP, Kit, intake_entries, job, results_by_name, tree_hashes
 from registry_kit import stored, tampered_image
@@ -25,12 +26,13 @@ from passport.grading import Evidence, GradingPolicy, grade
 from passport.image import Image
 from passport.intake import IntakeSummary, replay, run_intake
 from passport.intake import run as intake_run
-from passport.intake.measure import measure
+from passport.intake.measure import Measurement, measure
 from passport.intake.outputs import RESULT_COLUMNS, RESULTS_FORMAT
 from passport.records import Entry, Kind, SignedRecord, SohMethod, Values
 from passport.registry import Registry, source_from_bytes
 from passport.soh import combine, estimate, load_model
 from passport.soh.io import read_all
+from passport.soh.model import FAR_SIGMA
 from passport.trust import keys
 from passport.writer import read_image
 
@@ -194,7 +196,8 @@ def _csv(rows: list[list[str]]) -> str:
 @pytest.fixture(scope="module")
 def trouble(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, dict[str, str]]:
     """One batch with a tampered, a truncated, an empty and a missing image, a cell without a
-    test row, one whose test is filed under another design, and a test row for no cell."""
+    test row, one whose test is filed under another design, one whose test has 5 mV of noise
+    on every voltage (a poor contact), and a test row for no cell."""
     folder = tmp_path_factory.mktemp("trouble")
     batch = kit.copy_batch(folder / "batch")
     s = kit.stems
@@ -203,6 +206,7 @@ def trouble(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, di
         "truncated": s[2],
         "no-test-row": s[3],
         "design-mismatch": s[4],
+        "unlike-reference": s[5],
         "empty-file": "empty",
         "missing-file": "gone",
     }
@@ -216,9 +220,14 @@ def trouble(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, di
     design = rows[0].index("design")
     stranger = [*rows[1]]
     stranger[at] = "not-in-this-batch"
+    volts = [i for i, name in enumerate(rows[0]) if name.startswith("U")]
+    noise = np.random.default_rng(3)
     for row in rows[1:]:
         if row[at] == s[4]:
             row[design] = LFP
+        if row[at] == s[5]:
+            for i in volts:
+                row[i] = f"{float(row[i]) + noise.normal(0.0, 0.005):.6f}"
     rows.append(stranger)
     tests = folder / "tests.csv"
     tests.write_text(_drop_row(_csv(rows), s[3]), encoding="utf-8")
@@ -236,6 +245,8 @@ TROUBLE = [
     ("missing-file", "ERROR", [], "no such file", False),
     ("no-test-row", "TEST-REQUIRED", ["gate.no-test"], "no pulse test row", True),
     ("design-mismatch", "TEST-REQUIRED", ["gate.no-test"], "design-mismatch", True),
+    # measured (the SoH and its sigma are reported), but the entry leaves the SoH out
+    ("unlike-reference", "TEST-REQUIRED", ["gate.unlike-reference"], "test it again", True),
 ]
 
 
@@ -278,11 +289,12 @@ def test_trouble_rest_of_batch_goes_on(kit: Kit, trouble: tuple[Run, dict[str, s
     assert s.tests_unmatched == 1
     assert s.written == len(CELLS) - 2
     assert s.not_written == 4
+    assert s.unlike_reference == 1
     assert run.after == run.before
     cells = results_by_name(read_results(run.out)["cells"])
     troubled = {f"{n}.t5t" for n in names.values()}
     graded = [c for name, c in cells.items() if name not in troubled]
-    assert len(graded) == len(CELLS) - 4
+    assert len(graded) == len(CELLS) - 5
     assert all(c["grade"] in {"A", "B", "C", "QUARANTINE"} and c["intake_entry"] for c in graded)
     tampered = cells[f"{names['tampered-signature']}.t5t"]
     assert tampered["soh"] is not None  # measured, but its passport says nothing reliable
@@ -291,6 +303,36 @@ def test_trouble_rest_of_batch_goes_on(kit: Kit, trouble: tuple[Run, dict[str, s
     assert report.ok
     assert report.skipped == 1
     assert report.replayed == s.cells - 1
+
+
+def test_a_test_unlike_the_reference_cells_is_measured_but_not_signed(
+    kit: Kit, trouble: tuple[Run, dict[str, str]]
+) -> None:
+    """The cell's one test row is far from every reference cell: its SoH and (wide) sigma are
+    reported, the grade asks for another test, and the signed intake entry carries the
+    resistance but not that SoH. The cells tested cleanly are not affected."""
+    run, names = trouble
+    model = load_model(kit.model_path)
+    cells = results_by_name(read_results(run.out)["cells"])
+    cell = cells[f"{names['unlike-reference']}.t5t"]
+    assert cell["evidence"]["unlike_reference"] is True
+    assert (cell["test_rows"], cell["test_far_rows"]) == (1, 1)
+    assert cell["soh"] is not None
+    assert cell["soh_sigma"] > FAR_SIGMA * model.widest_sigma(cell["design"])
+    assert "unlike the SoH model's reference cells" in cell["note"]
+    assert cell["reasons"][0].startswith("the pulse test is unlike every reference cell")
+    newest = read_image(run.out / "images" / f"{names['unlike-reference']}.t5t").entries[-1]
+    assert newest.kind is Kind.INTAKE
+    assert isinstance(newest.body, Entry)
+    assert newest.digest.hex() == cell["intake_entry"]
+    values = newest.body.values
+    assert (values.soh_capacity_cpct, values.soh_sigma_cpct, values.soh_method) == (None,) * 3
+    assert values.resistance_uohm == round(cell["resistance_mohm"] * 1e3)
+    others = [c for n, c in cells.items() if n != f"{names['unlike-reference']}.t5t"]
+    assert not any(c["evidence"]["unlike_reference"] for c in others)
+    assert all(c["test_far_rows"] == 0 for c in others)
+    rows = {r["image"]: r for r in csv_rows(run.out)}
+    assert rows[cell["image"]]["test_far_rows"] == "1"
 
 
 def test_no_input_images_at_all(kit: Kit, tmp_path: Path) -> None:
@@ -780,3 +822,40 @@ def test_a_cell_tested_at_several_widths_gets_one_combined_soh(kit: Kit, tmp_pat
     one = [i for i, c in enumerate(table.cell_id) if c == second]
     assert (got[second].soh, got[second].soh_sigma) == (est.soh[one[0]], est.soh_sigma[one[0]])
     assert got[second].combined == 1
+
+
+@pytest.mark.parametrize(
+    ("combined", "far_rows", "unlike"),
+    [(0, 0, False), (1, 0, False), (1, 1, True), (4, 3, False), (4, 4, True)],
+)
+def test_unlike_reference_needs_every_combined_row_far(
+    combined: int, far_rows: int, unlike: bool
+) -> None:
+    m = Measurement(1, LFP, 0.9, 0.01, 1e-3, "", combined=combined, far_rows=far_rows)
+    assert m.unlike_reference is unlike
+
+
+def test_one_ordinary_row_is_enough_to_stand_on(kit: Kit, tmp_path: Path) -> None:
+    """A cell tested twice, once through a poor contact (5 mV of noise): the far row is
+    counted, but the cell is not unlike the reference cells, and the combined SoH leans on
+    the clean row (its sigma is within a hair of the clean row's alone)."""
+    rows = list(csv.reader(io.StringIO(kit.tests_csv.read_text(encoding="utf-8"))))
+    at = rows[0].index("cell_id")
+    volts = [i for i, name in enumerate(rows[0]) if name.startswith("U")]
+    first = kit.stems[0]
+    rng = np.random.default_rng(4)
+    clean = next(r for r in rows[1:] if r[at] == first)
+    noisy = [f"{float(v) + rng.normal(0.0, 0.005):.6f}" if i in volts else v
+             for i, v in enumerate(clean)]  # fmt: skip
+    tests = tmp_path / "tests.csv"
+    tests.write_text(_csv([*rows, noisy]), encoding="utf-8")
+    model = load_model(kit.model_path)
+    got = measure(model, tests, {})
+    m = got[first]
+    assert (m.combined, m.far_rows, m.unlike_reference) == (2, 1, False)
+    alone = measure(model, kit.tests_csv, {})[first]
+    assert (alone.combined, alone.far_rows) == (1, 0)
+    assert m.soh_sigma is not None
+    assert alone.soh_sigma is not None
+    assert m.soh_sigma == pytest.approx(alone.soh_sigma, rel=0.01)
+    assert m.soh == pytest.approx(alone.soh, abs=0.05 * alone.soh_sigma)

@@ -4,6 +4,8 @@ replay of a results file."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 from importlib import resources
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import intake_kit
+import numpy as np
 import pytest
 from intake_kit import CELLS, Kit, results_by_name
 from registry_kit import tampered_image
@@ -96,6 +99,32 @@ def test_human_summary_without_json(kit: Kit, tmp_path: Path) -> None:
     assert result.stdout == ""
     assert "policy battery-passport/default v1" in result.stderr
     assert "results_json:" in result.stderr
+
+
+def test_a_noisy_test_asks_for_another_and_the_summary_says_so(kit: Kit, tmp_path: Path) -> None:
+    """One cell tested through a poor contact (10 mV of noise on its voltages): exit 0 (a
+    test to repeat is not a failed verification), the summary counts it on stdout and stderr."""
+    rows = list(csv.reader(io.StringIO(kit.tests_csv.read_text(encoding="utf-8"))))
+    at = rows[0].index("cell_id")
+    rng = np.random.default_rng(8)
+    for row in rows[1:]:
+        if row[at] == kit.stems[2]:
+            for i, name in enumerate(rows[0]):
+                if name.startswith("U"):
+                    row[i] = f"{float(row[i]) + rng.normal(0.0, 0.010):.6f}"
+    tests = tmp_path / "tests.csv"
+    with open(tests, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
+    result = run(*intake_args(kit, tmp_path, tests=tests), "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["unlike_reference"] == 1
+    assert summary["by_grade"]["TEST-REQUIRED"] == 1
+    said = " ".join(result.stderr.split())
+    assert "tests unlike the SoH model's reference cells (noisy voltages?): 1" in said
+    clean = run(*intake_args(kit, tmp_path / "clean"), "--json")
+    assert json.loads(clean.stdout)["unlike_reference"] == 0
+    assert "unlike the SoH model" not in clean.stderr
 
 
 def test_one_failed_verification_exits_1(kit: Kit, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from passport.demo.figures import DemoDesign
 from passport.soh.synthetic import Ecm, Rows, aged_cells, pulse_rows
 
 NOISE_V = 0.0001  # the tester's voltage noise (1 sigma), its resolution's order
+CONTACT_NOISE_V = 0.002  # a test through a poor contact (the poor-contact scenario)
 REFERENCE_CELLS = 150  # per design
 
 

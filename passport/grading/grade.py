@@ -41,6 +41,9 @@ class Evidence:
     tests_covered: tuple[str, ...] = ()  # history risks the intake test covered
     has_test: bool = False
     estimate_error: str = ""
+    # every row of the test is unlike the SoH model's reference cells (`SohModel.
+    # far_from_training`): a measurement the model cannot vouch for
+    unlike_reference: bool = False
     measured_soh: float | None = None
     measured_sigma: float | None = None
     claimed_soh: float | None = None
@@ -169,6 +172,12 @@ def _no_test(ev: Evidence, p: dict[str, Any]) -> str | None:
     return None
 
 
+def _unlike_reference(ev: Evidence, p: dict[str, Any]) -> str | None:
+    if not ev.unlike_reference or ev.measured_soh is None or ev.measured_sigma is None:
+        return None
+    return f"measured {_pct(ev.measured_soh)} +/- {_pct(ev.measured_sigma)}"
+
+
 def _abuse(ev: Evidence, p: dict[str, Any]) -> str | None:
     found = []
     deep = ev.deep_discharges or 0
@@ -206,6 +215,7 @@ _CONDITIONS: dict[str, Callable[[Evidence, dict[str, Any]], str | None]] = {
     "safety-event": _safety_event,
     "overstated-claim": _overstated,
     "no-test": _no_test,
+    "unlike-reference": _unlike_reference,
     "abuse-history": _abuse,
     "resistance-outlier": _resistance_outlier,
     "self-discharge-outlier": _self_discharge,

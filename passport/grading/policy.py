@@ -26,6 +26,8 @@ CONDITIONS: dict[str, str] = {
     "safety-event": "the history reports one of the listed negative events",
     "overstated-claim": "the SoH check flagged the passport's claim as overstated",
     "no-test": "no usable pulse test (missing, or the estimator returned an error)",
+    "unlike-reference": "every row of the pulse test is unlike the SoH model's reference cells "
+    "(noisy voltages, or a cell unlike those it was trained on)",
     "abuse-history": "deep discharges or minutes above the maximum temperature beyond the "
     "limits, and the intake test does not cover them",
     "resistance-outlier": "robust z of resistance growth within the design above the limit",

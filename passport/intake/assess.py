@@ -135,6 +135,7 @@ def _result(
         tests_covered=m.tests_covered if m is not None else (),
         has_test=m is not None,
         estimate_error=m.error if m is not None else "",
+        unlike_reference=m.unlike_reference if m is not None else False,
         measured_soh=measured,
         measured_sigma=_num(sigma[i]),
         claimed_soh=f.claimed_soh if has_claim and f is not None else None,
@@ -183,6 +184,7 @@ def _result(
         **decided,
         "test_line": m.line if m is not None else None,
         "test_rows": m.combined if m is not None else 0,  # rows the measured SoH combines
+        "test_far_rows": m.far_rows if m is not None else 0,  # of them, unlike the reference
         "test_error": m.error if m is not None else "",
         "error": c.error,
         "evidence": evidence.to_dict(),

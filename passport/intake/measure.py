@@ -7,7 +7,8 @@ over-temperature) and `self_discharge_mv_day` (open-circuit voltage drop over th
 A cell with several rows that gave an estimate (the pulse widths of one test, or repeated
 tests of the visit) gets one SoH from all of them (`passport.soh.combine`: weighted mean, sigma
 narrowed as far as the design's row correlation allows); its last such row gives the line
-number, resistance and the grading columns.
+number, resistance and the grading columns. A cell whose every such row is unlike the model's
+reference cells (`Measurement.unlike_reference`) is sent for another test by the grading policy.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ class Measurement:
     self_discharge_mv_day: float | None = None
     rows: int = 1  # how many test rows this cell had
     combined: int = 1  # how many of them gave the SoH (0 with an error)
+    far_rows: int = 0  # how many of those are unlike the model's reference cells
+
+    @property
+    def unlike_reference(self) -> bool:
+        """Every row that gave the SoH is unlike the model's reference cells (`SohModel.
+        far_from_training`): noisy voltages, or a cell unlike those the model was trained
+        on. One ordinary row is enough to stand on: `combine` weighs the far ones down."""
+        return self.combined > 0 and self.far_rows == self.combined
 
 
 def _extras(path: str | os.PathLike[str]) -> dict[int, tuple[tuple[str, ...], float | None]]:
@@ -103,12 +112,14 @@ def measure(
     best: dict[str, Measurement] = {}
     counts: dict[str, int] = {}
     usable: dict[str, list[tuple[float, float]]] = {}
+    far_rows: dict[str, int] = {}
     for chunk in _chunks(path, traces):
         design = np.array(
             [d or designs.get(c, "") for c, d in zip(chunk.cell_id, chunk.design, strict=True)],
             dtype=object,
         )
         est = estimate(model, design, chunk.U, chunk.rated_ah, chunk.width_ms)
+        far = model.far_from_training(design, est.soh_sigma)
         for i in range(len(chunk)):
             cell = str(chunk.cell_id[i])
             if not cell:
@@ -134,6 +145,7 @@ def measure(
             )
             if ok:
                 usable.setdefault(cell, []).append((float(est.soh[i]), float(est.soh_sigma[i])))
+                far_rows[cell] = far_rows.get(cell, 0) + bool(far[i])
             held = best.get(cell)
             if held is None or ok or held.error:
                 best[cell] = m
@@ -145,7 +157,8 @@ def measure(
                 [r[0] for r in rows], [r[1] for r in rows], model.row_correlation(m.design)
             )
             m = replace(m, soh=soh, soh_sigma=sigma)
-        out[cell] = replace(m, rows=counts[cell], combined=len(rows))
+        out[cell] = replace(m, rows=counts[cell], combined=len(rows),
+                            far_rows=far_rows.get(cell, 0))  # fmt: skip
     return out
 
 

@@ -18,7 +18,8 @@ RESULT_COLUMNS = (
     "cell_id", "image", "verified", "soh", "soh_sigma", "claimed_soh", "grade", "reasons",
     "passport_id", "design", "outcome", "rules", "also", "group", "claim_z", "claim_flagged",
     "posterior_soh", "posterior_sigma", "resistance_mohm", "resistance_growth",
-    "intake_entry", "output_image", "test_line", "test_rows", "test_error", "error", "note",
+    "intake_entry", "output_image", "test_line", "test_rows", "test_far_rows",
+    "test_error", "error", "note",
 )  # fmt: skip
 RESULTS_FORMAT = "battery-passport/intake-results"
 RESULTS_VERSION = 1

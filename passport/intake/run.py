@@ -65,6 +65,7 @@ class IntakeSummary:
     not_written: int = 0
     resumed: int = 0  # cells finished by an earlier run
     tests_unmatched: int = 0  # test rows whose cell is not in this batch
+    unlike_reference: int = 0  # cells whose test is unlike the SoH model's reference cells
     outputs: dict[str, str] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
@@ -78,7 +79,8 @@ class IntakeSummary:
             "cells": self.cells, "by_grade": self.by_grade, "alerts": self.alerts,
             "unverified": self.unverified, "errors": self.errors, "written": self.written,
             "not_written": self.not_written, "resumed": self.resumed,
-            "tests_unmatched": self.tests_unmatched, "outputs": self.outputs,
+            "tests_unmatched": self.tests_unmatched,
+            "unlike_reference": self.unlike_reference, "outputs": self.outputs,
             "policy": self.policy, "seconds": round(self.seconds, 2),
         }  # fmt: skip
 
@@ -153,6 +155,8 @@ def run_intake(job: IntakeJob, progress: Progress = _noop) -> IntakeSummary:
         summary.unverified += r["grade"] == "UNVERIFIED"
         summary.errors += r["grade"] == "ERROR"
         summary.not_written += not r["intake_entry"]
+        # (.get: a cell finished by an earlier run of older code has no such field)
+        summary.unlike_reference += bool((r.get("evidence") or {}).get("unlike_reference"))
     summary.seconds = time.perf_counter() - started
     summary.outputs = write_outputs(job.out_dir, final, summary.to_dict())
     return summary
@@ -265,10 +269,12 @@ def _write(job: IntakeJob, c: CellState, result: dict[str, Any], now: int) -> bo
         result["note"] = "no intake entry written: the same passport is on several tags"
         return False
     cell_key = c.path.with_name(c.path.stem + CELL_KEY_SUFFIX)
+    # a measurement the SoH model cannot vouch for stays out of the cell's signed history
+    unlike = bool(result["evidence"]["unlike_reference"])
     try:
         written = write_intake_entry(
             c.path, job.out_dir / "images" / c.path.name, job.signer, now,
-            soh=result["soh"], soh_sigma=result["soh_sigma"],
+            soh=None if unlike else result["soh"], soh_sigma=result["soh_sigma"],
             resistance_ohm=None if result["resistance_mohm"] is None
             else result["resistance_mohm"] / 1e3,
             cell_key_path=cell_key if cell_key.exists() else None,
@@ -286,6 +292,11 @@ def _write(job: IntakeJob, c: CellState, result: dict[str, Any], now: int) -> bo
         result["note"] = (
             "the registry holds this recycler's intake entry for the tag already (an earlier "
             "run): reused, not written again"
+        )
+    elif unlike and result["soh"] is not None:
+        result["note"] = (
+            "intake entry written without the measured SoH: the pulse test is unlike the SoH "
+            "model's reference cells"
         )
     elif written.dropped:
         result["note"] = (
