@@ -17,6 +17,7 @@ SUMMARY: dict[str, Any] = {
     "alerts": 3,
     "unverified": 1,
     "errors": 2,
+    "unlike_reference": 4,
 }
 VOID = {"meta", "br", "hr", "img", "input", "link"}
 
@@ -117,7 +118,13 @@ def test_header_shows_run_policy_and_counts(mixed: list[dict[str, Any]]) -> None
     header = page.split("</dl>", 1)[0]
     for text in ("2025-03-04T05:06:07Z", "intake-eu v7", "ab" * 32):
         assert text in header
-    for label, value in (("Cells", 8), ("Alerts", 3), ("Failed verification", 1), ("Errors", 2)):
+    for label, value in (
+        ("Cells", 8),
+        ("Alerts", 3),
+        ("Failed verification", 1),
+        ("Errors", 2),
+        ("Tests unlike the SoH model&#x27;s reference cells", 4),
+    ):
         assert f"<dt>{label}</dt><dd>{value}</dd>" in header
 
 
@@ -209,7 +216,7 @@ def test_empty_cells_render_a_valid_page() -> None:
     assert _with(tree, "svg") == []
 
 
-def test_quarantine_and_unverified_tables(mixed: list[dict[str, Any]]) -> None:
+def test_quarantine_unverified_and_test_again_tables(mixed: list[dict[str, Any]]) -> None:
     page = render_report(mixed, SUMMARY)
     quarantine = re.search(r'<table class="cells" id="quarantine">(.*?)</table>', page, re.S)
     assert quarantine is not None
@@ -217,14 +224,19 @@ def test_quarantine_and_unverified_tables(mixed: list[dict[str, Any]]) -> None:
     q_rows = re.findall(r"<tr><td>(.*?)</td><td>.*?</td><td>(.*?)</td>", quarantine.group(1))
     assert q_rows == [("q1", "bad signature; tag cloned")]
     assert ("u1", "—", "no chain", "dumps/u1.bin") in rows
-    assert len(rows) == 2
+    again = re.search(r'<table class="cells" id="test-required">(.*?)</table>', page, re.S)
+    assert again is not None
+    assert re.findall(r"<tr><td>(.*?)</td>", again.group(1)) == ["t1"]
+    assert len(rows) == 3
     assert page.index("Quarantined cells") < page.index("Unverified cells")
+    assert page.index("Unverified cells") < page.index("Cells to test again (1)")
 
 
 def test_no_quarantined_cells_says_so() -> None:
     page = render_report([_cell("a", grade="A")], SUMMARY)
     assert "No quarantined cells." in page
     assert "No unverified cells." in page
+    assert "No cells to test again." in page
     assert '<table class="cells"' not in page
 
 

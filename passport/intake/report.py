@@ -112,6 +112,7 @@ def _header(cells: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> s
         ("Alerts", summary.get("alerts", "—")),
         ("Failed verification", summary.get("unverified", "—")),
         ("Errors", summary.get("errors", "—")),
+        ("Tests unlike the SoH model's reference cells", summary.get("unlike_reference", "—")),
     ]
     items = "".join(
         f"<dt>{_esc(k)}</dt><dd><code>{_esc(v)}</code></dd>"
@@ -321,6 +322,7 @@ def render_report(cells: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]
             '<section id="held">'
             + _cell_table(cells, "QUARANTINE", "Quarantined cells")
             + _cell_table(cells, "UNVERIFIED", "Unverified cells")
+            + _cell_table(cells, "TEST-REQUIRED", "Cells to test again")
             + "</section>",
         ]
     return (
