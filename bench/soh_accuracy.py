@@ -39,7 +39,9 @@ per n, a random stream of its own so that the random draws stay as they were): c
 cells from one batch of similar age, the case where a few cells teach least about the others.
 `voltage_noise`: the cross-validated model's MAE and coverage when 0.1 / 0.2 / 0.5 mV of
 Gaussian noise is added to every voltage of the held-out rows (the training rows keep theirs):
-how clean an intake line's voltages must be.
+how clean an intake line's voltages must be (`far_share`: the share of those rows that
+`soh estimate` counts as unlike the training cells). `far_from_training`: the same count on the
+clean held-out rows, with their MAE against the others'.
 `ends` calibrates it once from its n lowest and once from its n highest cells (cells ranked by
 mean SoH; n = 12 to 30): the model kind it got, whether it was warned, MAE, bias, coverage and
 mean sigma on the other cells (a recycler whose reference cells all came from one end).
@@ -201,9 +203,12 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
     base_sig = np.full(len(data.soh), np.nan)
     rho = np.ones(len(data.soh))  # the fold model's row correlation of each row's design
     novel = np.full(len(data.soh), np.nan)
+    far = np.zeros(len(data.soh), dtype=bool)  # SohModel.far_from_training of each row
     noisy = {
-        mv: (np.full(len(data.soh), np.nan), np.full(len(data.soh), np.nan)) for mv in NOISE_MV
-    }
+        mv: (np.full(len(data.soh), np.nan), np.full(len(data.soh), np.nan),
+             np.zeros(len(data.soh), dtype=bool))
+        for mv in NOISE_MV
+    }  # fmt: skip
     noise_rng = np.random.default_rng([seed, 2])
     errors: dict[str, int] = {}
     fit_seconds = []
@@ -224,11 +229,13 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
             data.design[test], data.U[test], data.rated_ah[test], data.width_ms[test]
         )
         est[test], sig[test] = s, sd
-        for mv, (n_est, n_sig) in noisy.items():
+        far[test] = model.far_from_training(data.design[test], sd)
+        for mv, (n_est, n_sig, n_far) in noisy.items():
             U = data.U[test] + noise_rng.normal(0.0, mv / 1000.0, data.U[test].shape)
             n_est[test], n_sig[test], _ = model.predict(
                 data.design[test], U, data.rated_ah[test], data.width_ms[test]
             )
+            n_far[test] = model.far_from_training(data.design[test], n_sig[test])
         rho[test] = [model.row_correlation(d) for d in data.design[test].tolist()]
         count_errors(err, errors)
         for d in designs:
@@ -241,6 +248,7 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
             novel[te] = novelty(data, tr, data, te)
 
     result = summarise(data, designs, est, sig, base_est, base_sig, rho, novel)
+    result["far_from_training"] = far_scores(data, designs, est, far)
     result["voltage_noise"] = {
         f"{mv}_mV": noise_scores(data, designs, *noisy[mv]) for mv in NOISE_MV
     }
@@ -249,8 +257,28 @@ def accuracy(data: Data, n_folds: int, seed: int) -> dict[str, Any]:
     return result
 
 
+def far_scores(data: Data, designs: list[str], est: np.ndarray, far: np.ndarray) -> dict[str, Any]:
+    """The held-out rows that `soh estimate` counts as unlike the training cells
+    (`SohModel.far_from_training`): their share of the estimated rows (all designs together,
+    and per design) and their MAE against the others' (points)."""
+    ok = np.isfinite(est)
+    err = np.abs(est - data.soh) * 100
+
+    def mae(rows: np.ndarray) -> float | None:
+        return round(float(err[rows].mean()), 2) if rows.any() else None
+
+    return {
+        "share": round(float(far[ok].mean()), 4),
+        "mae_far": mae(ok & far),
+        "mae_others": mae(ok & ~far),
+        "share_by_design": {
+            d: round(float(far[ok & (data.design == d)].mean()), 4) for d in designs
+        },
+    }
+
+
 def noise_scores(
-    data: Data, designs: list[str], est: np.ndarray, sig: np.ndarray
+    data: Data, designs: list[str], est: np.ndarray, sig: np.ndarray, far: np.ndarray
 ) -> dict[str, Any]:
     """The model's scores on held-out rows whose voltages got noise the training rows did not
     have (mean over the designs; the median sigma per design), rows out of the window left out."""
@@ -264,6 +292,7 @@ def noise_scores(
         "mae": round(float(np.mean([p["mae"] for p in per.values()])), 3),
         "coverage_90": round(float(np.mean([p["coverage_90"] for p in per.values()])), 3),
         "median_sigma": median_sigma,
+        "far_share": round(float(far[np.isfinite(est)].mean()), 4),
     }
 
 

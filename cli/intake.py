@@ -109,7 +109,9 @@ def intake(
     SoH its passport claims, grade it under the policy (A remanufacture, B EV reuse, C
     stationary, D recycle, or QUARANTINE / TEST-REQUIRED / UNVERIFIED, with the rule ids and
     reasons), and write a signed intake entry into a copy of the image under OUTDIR/images/.
-    Input files are never modified.
+    Input files are never modified. A cell whose pulse test is unlike every reference cell of
+    the SoH model (noisy voltages, a poor contact) is TEST-REQUIRED, and its entry leaves that
+    SoH out.
 
     Writes OUTDIR/results.csv, OUTDIR/results.json (with each cell's evidence: replay it with
     `passport audit grades`) and OUTDIR/report.html. Interrupted, re-run it with the same
