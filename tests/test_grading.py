@@ -266,6 +266,13 @@ DECISIONS: list[tuple[str, Evidence, str, tuple[str, ...], tuple[str, ...]]] = [
         ("measured 71.0 % +/- 12.4 %", "test it again"),
     ),
     (
+        "unlike-reference-sigma-past-all-meaning",  # a sigma of 17 (1,700 points) says "unknown"
+        ev(unlike_reference=True, measured_soh=0.686, measured_sigma=16.95),
+        "TEST-REQUIRED",
+        ("gate.unlike-reference",),
+        ("measured 68.6 % +/- more than 100 %",),
+    ),
+    (
         # the flagged claim decides (quarantine first); the far test is listed in `also`
         "unlike-reference-overstated-claim",
         ev(

@@ -175,7 +175,8 @@ def _no_test(ev: Evidence, p: dict[str, Any]) -> str | None:
 def _unlike_reference(ev: Evidence, p: dict[str, Any]) -> str | None:
     if not ev.unlike_reference or ev.measured_soh is None or ev.measured_sigma is None:
         return None
-    return f"measured {_pct(ev.measured_soh)} +/- {_pct(ev.measured_sigma)}"
+    spread = "more than 100 %" if ev.measured_sigma >= 1.0 else _pct(ev.measured_sigma)
+    return f"measured {_pct(ev.measured_soh)} +/- {spread}"
 
 
 def _abuse(ev: Evidence, p: dict[str, Any]) -> str | None:
