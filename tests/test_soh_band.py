@@ -177,3 +177,30 @@ def test_a_bad_narrow_span_is_refused_by_name(soh_dev: Table, value: object) -> 
     d["settings"]["narrow_span"] = value
     with pytest.raises(SohModelError, match="narrow_span"):
         SohModel.from_dict(d)
+
+
+def test_a_linear_calibration_counts_no_row_as_far(soh_dev: Table, prior: Any) -> None:
+    """A design held to the prior is linear: no centres, no novelty, and its sigma grows with
+    the distance from its few calibration cells (the slope term), which most of its other
+    cells are far from. So it has no widest sigma and no far rows, even with noisy voltages;
+    the same cells fitted as a kernel model (12 random cells) still have both."""
+    cal, rest = _band(soh_dev, 0.55, 0.65)
+    held = _calibrated(prior, SETTINGS, cal)
+    assert held.models[NEW].summary.kind == KIND_PRIOR
+    assert math.isnan(held.widest_sigma(NEW))
+    noisy = rest.U + np.random.default_rng(0).normal(0.0, 0.002, rest.U.shape)
+    _, sigma, _ = held.predict(rest.design, noisy, rest.rated_ah, rest.width_ms)
+    assert np.nanmax(sigma) > 3 * np.nanmax(held.models[NEW].sigma_values)  # the slope term
+    assert not held.far_from_training(rest.design, sigma).any()
+    new = soh_dev.rows(soh_dev.design == NEW)
+    cells = np.unique(new.group)
+    pick = np.random.default_rng(1).choice(cells, 12, replace=False)
+    kernel = _calibrated(prior, SETTINGS, new.rows(np.isin(new.group, pick)))
+    assert kernel.models[NEW].summary.kind == KIND_KERNEL
+    assert kernel.widest_sigma(NEW) > 0
+    others = new.rows(~np.isin(new.group, pick))
+    _, sigma, _ = kernel.predict(others.design, others.U, others.rated_ah, others.width_ms)
+    clean = kernel.far_from_training(others.design, sigma).mean()
+    noisy = others.U + np.random.default_rng(2).normal(0.0, 0.002, others.U.shape)
+    _, sigma, _ = kernel.predict(others.design, noisy, others.rated_ah, others.width_ms)
+    assert kernel.far_from_training(others.design, sigma).mean() > max(0.3, 3 * clean)
