@@ -282,11 +282,16 @@ def test_rows_unlike_the_training_cells_are_counted(model_file: Path, tmp_path: 
     for name, source in (("clean", clean), ("noisy", noisy)):
         result = run("soh", "estimate", "-m", model_file, source, "-o", f"{name}-out.csv", "--json")
         assert result.exit_code == 0, result.stderr
-        sigma = np.array(
-            [float(r["soh_sigma"] or "nan") for r in read_csv(Path(f"{name}-out.csv"))]
-        )
+        out_rows = read_csv(Path(f"{name}-out.csv"))
+        sigma = np.array([float(r["soh_sigma"] or "nan") for r in out_rows])
         counts[name] = json.loads(result.stdout)["far_from_training"]
-        assert counts[name] == int((sigma > soh_api.model.FAR_SIGMA * widest).sum())
+        far = sigma > soh_api.model.FAR_SIGMA * widest
+        assert counts[name] == int(far.sum())
+        # each row says whether it is one of them ("" for a row with an error)
+        said = [r["unlike_training"] for r in out_rows]
+        assert said == [
+            ("" if r["error"] else str(int(f))) for r, f in zip(out_rows, far, strict=True)
+        ]
         if counts[name]:
             assert f"{counts[name]} unlike the training cells" in result.stderr
     assert counts["clean"] <= 2

@@ -286,6 +286,7 @@ def read_all(source: str | os.PathLike[str], *, name: str | None = None) -> Puls
 
 OUTPUT_COLUMNS = (
     "line", "cell_id", "design", "soh", "soh_sigma", "resistance_mohm", "error",
+    "unlike_training",
 )  # fmt: skip
 
 

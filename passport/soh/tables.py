@@ -190,8 +190,9 @@ def _estimate_chunk(
         columns["resistance_growth"] = np.where(
             ok, resistance_growth(est.resistance_ohm, initial), np.nan
         )
-    far = int((ok & model.far_from_training(chunk.design, sigma)).sum())
-    summary.add(error, flagged, far)
+    far = ok & model.far_from_training(chunk.design, sigma)
+    columns["unlike_training"] = np.where(ok, far.astype(np.int64).astype(str), "")
+    summary.add(error, flagged, int(far.sum()))
     return columns
 
 
