@@ -146,7 +146,8 @@ def estimate(
     e.g. a trace cell that comes back after other cells) leaves the rows before the failure;
     with --out the file appears only when every row is written. The summary counts the rows
     unlike the training cells (far_from_training: a sigma over twice the widest the design's
-    cross-validation gave), the sign of noisy voltages or of cells the reference set lacks.
+    cross-validation gave), the sign of noisy voltages or of cells the reference set lacks;
+    each such row has unlike_training 1.
     """
     if threshold <= 0:
         raise typer.BadParameter("must be positive", param_hint="--threshold")
