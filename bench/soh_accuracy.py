@@ -41,7 +41,9 @@ cells from one batch of similar age, the case where a few cells teach least abou
 Gaussian noise is added to every voltage of the held-out rows (the training rows keep theirs):
 how clean an intake line's voltages must be (`far_share`: the share of those rows that
 `soh estimate` counts as unlike the training cells). `far_from_training`: the same count on the
-clean held-out rows, with their MAE against the others'.
+clean held-out rows, with their MAE against the others', and per design the share of tests
+(a cell's rows at one state of charge) whose every row is far: the cells `passport intake`
+would send back for another test (`gate.unlike-reference`).
 `ends` calibrates it once from its n lowest and once from its n highest cells (cells ranked by
 mean SoH; n = 12 to 30): the model kind it got, whether it was warned, MAE, bias, coverage and
 mean sigma on the other cells (a recycler whose reference cells all came from one end).
@@ -267,6 +269,13 @@ def far_scores(data: Data, designs: list[str], est: np.ndarray, far: np.ndarray)
     def mae(rows: np.ndarray) -> float | None:
         return round(float(err[rows].mean()), 2) if rows.any() else None
 
+    def tests_all_far(rows: np.ndarray) -> float:
+        # per test (what `passport intake` measures of a cell): every estimated row far, the
+        # case its gate.unlike-reference sends back for another test
+        tests, inverse = np.unique(data.test[rows], return_inverse=True)
+        near = np.bincount(inverse, weights=~far[rows], minlength=len(tests))
+        return round(float(np.mean(near == 0)), 4) if len(tests) else 0.0
+
     return {
         "share": round(float(far[ok].mean()), 4),
         "mae_far": mae(ok & far),
@@ -274,6 +283,8 @@ def far_scores(data: Data, designs: list[str], est: np.ndarray, far: np.ndarray)
         "share_by_design": {
             d: round(float(far[ok & (data.design == d)].mean()), 4) for d in designs
         },
+        "mae_far_by_design": {d: mae(ok & far & (data.design == d)) for d in designs},
+        "tests_all_far_by_design": {d: tests_all_far(ok & (data.design == d)) for d in designs},
     }
 
 
