@@ -17,6 +17,7 @@ from cli.verify import load_trust
 from passport.errors import InputError
 from passport.grading import GradingPolicy
 from passport.intake import IntakeJob, IntakeSigner, IntakeSummary, replay, run_intake
+from passport.intake.outputs import POLICY_FILE
 from passport.intake.run import file_sha256
 from passport.registry import Registry
 from passport.registry.db import DB_ENV
@@ -198,12 +199,25 @@ def _print_summary(s: IntakeSummary) -> None:
 def grades(
     results: Annotated[Path, typer.Argument(metavar="RESULTS.json", help="An intake's results.")],
     policy: Annotated[
-        Path | None, typer.Option(help="The policy it names (default: the shipped one).")
+        Path | None,
+        typer.Option(
+            help="The policy it names (default: the policy.toml the run saved beside "
+            "RESULTS.json, else the shipped one)."
+        ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Replay every grading decision from its recorded evidence; exit 1 if any differs."""
-    report = replay(results, GradingPolicy.load(policy))
+    """Replay every grading decision from its recorded evidence; exit 1 if any differs.
+
+    The policy must be the one whose SHA-256 the results name: by default the copy the run
+    saved beside them (OUTDIR/policy.toml), since the shipped default changes between
+    releases."""
+    if policy is None and (results.parent / POLICY_FILE).is_file():
+        policy = results.parent / POLICY_FILE
+    grading = GradingPolicy.load(policy)
+    err.print(f"policy: {policy or 'the shipped default'} ({grading.sha256[:16]}...)",
+              markup=False)  # fmt: skip
+    report = replay(results, grading)
     if json_out:
         emit_json({"cells": report.cells, "replayed": report.replayed,
                    "skipped": report.skipped, "mismatches": report.mismatches})  # fmt: skip

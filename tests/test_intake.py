@@ -90,7 +90,11 @@ def test_clean_batch_summary(clean: Run) -> None:
     assert s.written == len(CELLS)
     assert s.not_written == 0
     assert s.policy == GradingPolicy.default().ref()
-    assert set(s.outputs) == {"results_csv", "results_json", "report_html"}
+    assert set(s.outputs) == {"results_csv", "results_json", "report_html", "policy"}
+    # the exact policy bytes the run graded under, for a replay after the default changes
+    saved = Path(s.outputs["policy"]).read_bytes()
+    assert saved == resources.files("passport.grading").joinpath("default.toml").read_bytes()
+    assert GradingPolicy.from_bytes(saved, source="saved").ref() == s.policy
 
 
 def test_clean_batch_inputs_are_byte_identical(clean: Run) -> None:

@@ -282,6 +282,32 @@ def test_audit_grades_after_tampering_exits_1(results: Path, tmp_path: Path) -> 
     assert "1 differ" in plain.stderr
 
 
+def test_audit_grades_replays_with_the_policy_the_run_saved(kit: Kit, tmp_path: Path) -> None:
+    """A run under its own policy leaves the policy's bytes beside its results, and the replay
+    takes them without --policy (the shipped default changes between releases); without that
+    file, or with an edited one, the replay refuses (exit 2) for want of the named policy."""
+    text = resources.files("passport.grading").joinpath("default.toml").read_text("utf-8")
+    strict = tmp_path / "strict.toml"
+    strict.write_text(text.replace("min_soh = 0.90", "min_soh = 0.99"), encoding="utf-8")
+    assert run(*intake_args(kit, tmp_path, policy=strict)).exit_code == 0
+    out = tmp_path / "out"
+    assert (out / "policy.toml").read_bytes() == strict.read_bytes()
+    result = run("audit", "grades", out / "results.json")
+    assert result.exit_code == 0, result.stderr
+    said = " ".join(result.stderr.split())
+    assert f"policy: {out / 'policy.toml'}" in said
+    assert f"{len(CELLS)} decisions replayed, 0 differ" in said
+    (out / "policy.toml").write_text(text, encoding="utf-8")  # not the policy it names
+    edited = run("audit", "grades", out / "results.json")
+    assert edited.exit_code == 2
+    assert "--policy" in " ".join(edited.stderr.split())
+    (out / "policy.toml").unlink()  # the shipped default is not it either
+    gone = run("audit", "grades", out / "results.json")
+    assert gone.exit_code == 2
+    assert "policy: the shipped default" in gone.stderr
+    assert run("audit", "grades", out / "results.json", "--policy", strict).exit_code == 0
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [

@@ -90,6 +90,7 @@ class GradingPolicy:
     regroup: Rule
     sha256: str  # of the file's exact bytes
     source: str
+    raw: bytes = field(default=b"", repr=False, compare=False)  # those bytes (saved with a run)
 
     def ref(self) -> dict[str, Any]:
         """What a result carries so that the policy it was graded under can be found again."""
@@ -201,6 +202,7 @@ def _parse(doc: dict[str, Any], data: bytes, source: str) -> GradingPolicy:
         regroup=rule(regroup, "[regroup]"),
         sha256=hashlib.sha256(data).hexdigest(),
         source=source,
+        raw=bytes(data),
     )
 
 

@@ -1,5 +1,8 @@
 """The run's outputs, each written atomically: results.csv (one row per cell, for spreadsheets),
-results.json (everything, including each cell's evidence for a replay) and report.html."""
+results.json (everything, including each cell's evidence for a replay), report.html and
+policy.toml (the exact grading policy the run used, which `passport audit grades` replays with:
+the shipped default changes between releases, and a replay needs the file whose SHA-256 the
+results name)."""
 
 from __future__ import annotations
 
@@ -46,16 +49,21 @@ def results_csv(cells: Sequence[Mapping[str, Any]]) -> str:
     return out.getvalue()
 
 
+POLICY_FILE = "policy.toml"  # beside results.json
+
+
 def write_outputs(
-    out_dir: Path, cells: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]
+    out_dir: Path, cells: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], policy: bytes
 ) -> dict[str, str]:
     finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     paths = {
         "results_csv": out_dir / "results.csv",
         "results_json": out_dir / "results.json",
         "report_html": out_dir / "report.html",
+        "policy": out_dir / POLICY_FILE,
     }
     full = {**summary, "outputs": {k: str(v) for k, v in paths.items()}, "finished": finished}
+    write_atomic(paths["policy"], policy)
     write_atomic(paths["results_csv"], results_csv(cells).encode("utf-8"))
     document = {"format": RESULTS_FORMAT, "version": RESULTS_VERSION, "summary": full,
                 "cells": list(cells)}  # fmt: skip

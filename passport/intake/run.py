@@ -158,7 +158,7 @@ def run_intake(job: IntakeJob, progress: Progress = _noop) -> IntakeSummary:
         # (.get: a cell finished by an earlier run of older code has no such field)
         summary.unlike_reference += bool((r.get("evidence") or {}).get("unlike_reference"))
     summary.seconds = time.perf_counter() - started
-    summary.outputs = write_outputs(job.out_dir, final, summary.to_dict())
+    summary.outputs = write_outputs(job.out_dir, final, summary.to_dict(), job.policy.raw)
     return summary
 
 
