@@ -189,7 +189,7 @@ def test_errors_that_grow_with_novelty_widen_the_most_novel_rows() -> None:
 
 # (id, data, cells, quantiles, min_cells, knots): no bin's errors stand out, so every factor is
 # 1, but the knots stay, so that sigma still grows past the last one (the top bin's median
-# novelty): a noisy row far beyond every training row is off by 15-25 points however clean the
+# novelty): a noisy row far beyond every training row is off by 11-25 points however clean the
 # design's own errors were
 CURVE_FLAT_CASES = [
     ("errors-unrelated-to-novelty", _curve_input(grow=1.0), 50, (0.5, 0.75, 0.9), 10, 4),

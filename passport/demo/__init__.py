@@ -16,7 +16,7 @@
 5. The recycler's intake line: reference cells with measured capacity (`DIR/reference.csv`),
    the model fitted on them (`DIR/model`), every retired cell's pulse test (`DIR/tests.csv`;
    LFP cells at two pulse widths, a row each; a few cells missed the line, a few are
-   resistance or self-discharge outliers).
+   resistance or self-discharge outliers, two were tested through a poor contact).
 6. The full intake (`passport intake`) into `DIR/intake/`: results.csv, results.json,
    report.html and the images with the recycler's signed intake entry.
 

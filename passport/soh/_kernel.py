@@ -236,7 +236,7 @@ def _novelty_curve(
     median novelty. Past the last knot sigma grows with novelty (`_base.novelty_factor`) even
     where the bins' errors do not stand out (factors of 1) and below `min_cells` cells (one
     knot, at the top bin's median): a row far beyond every training row (noisy voltages) is
-    estimated 15-25 points off however clean the design's own errors were. Empty arrays (no
+    estimated 11-25 points off however clean the design's own errors were. Empty arrays (no
     widening at all) only without bins or rows."""
     empty = np.zeros(0)
     if not quantiles or len(z) == 0:

@@ -278,8 +278,8 @@ class SohModel:
     ) -> npt.NDArray[np.bool_]:
         """Per row: is its sigma over `FAR_SIGMA` times its design's `widest_sigma`? Such a row
         is unlike every training cell (noisy voltages, or a cell unlike the reference ones):
-        its number says little. False for a NaN sigma (an error) or a design without a
-        model."""
+        its number says little. False for a NaN sigma (an error), a design without a model,
+        and a linear one (`widest_sigma` is NaN)."""
         names = [str(d) for d in np.asarray(design, dtype=object).ravel().tolist()]
         widest = {d: self.widest_sigma(d) for d in set(names)}
         limit = np.array([widest[d] for d in names], dtype=np.float64)
