@@ -400,6 +400,8 @@ def holdout(data: Data, held: Data, seed: int) -> dict[str, Any]:
         novel[te] = novelty(data, tr, held, te)
     scored = [d for d in designs if np.isfinite(est[held.design == d]).any()]
     result = summarise(held, scored, est, sig, base_est, base_sig, rho, novel)
+    far = model.far_from_training(held.design, sig)
+    result["far_from_training"] = far_scores(held, scored, est, far)
     result["error_rows"] = count_errors(err, {})
     result["designs_without_estimates"] = [d for d in designs if d not in scored]
     shared = set(zip(data.design.tolist(), data.group.tolist(), strict=True)) & set(

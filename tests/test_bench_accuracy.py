@@ -96,6 +96,9 @@ def test_holdout_figures_are_those_of_the_cli_on_the_held_back_file(tmp_path: Pa
         assert figures["p95"] == pytest.approx(np.quantile(err, 0.95), abs=2e-3)
         assert figures["coverage_90"] == pytest.approx(np.mean(err <= Z90 * sigma * 100), abs=2e-3)
         assert got["per_design"][d]["cells"] == len({physical_cell(d, c) for c in _cells(held, d)})
+    # the rows it counts as far from training are those the CLI marks unlike_training
+    marked = np.array([r["unlike_training"] == "1" for r in rows])
+    assert got["far_from_training"]["share"] == pytest.approx(marked.mean(), abs=1.5 / len(rows))
     # `passport soh evaluate` (the recycler's own check) gives the same figures
     done = runner.invoke(app, ["soh", "evaluate", "--model", str(model), str(held), "--json"])
     assert done.exit_code == 0, done.output
