@@ -115,7 +115,8 @@ def intake(
     SoH out.
 
     Writes OUTDIR/results.csv, OUTDIR/results.json (with each cell's evidence: replay it with
-    `passport audit grades`) and OUTDIR/report.html. Interrupted, re-run it with the same
+    `passport audit grades`), OUTDIR/policy.toml (the policy it graded under) and
+    OUTDIR/report.html. Interrupted, re-run it with the same
     arguments: it finishes the remaining cells and never writes a second intake entry.
 
     Exit 0 when the batch completed, 1 when any passport failed verification, 2 on bad usage.
