@@ -73,6 +73,45 @@ def test_figures_are_those_of_the_estimates_the_cli_writes(model_file: Path) -> 
     assert "mean over designs: MAE" in result.stderr
 
 
+def test_rows_unlike_the_training_cells_are_counted_with_their_mae(model_file: Path) -> None:
+    """Clean new cells count none or almost none as far from training; the same cells with 5
+    mV of noise on every voltage count most, and the MAE among them is that of those rows
+    in the CLI's own estimates (marked unlike_training)."""
+    clean = write_cells(Path("clean.csv"), 60, seed=44, prefix="c")
+    rows = read_csv(clean)
+    rng = np.random.default_rng(1)
+    for r in rows:
+        for c in HEADER:
+            if c.startswith("U") and r[c]:
+                r[c] = repr(float(r[c]) + rng.normal(0.0, 0.005))
+    noisy = Path("noisy.csv")
+    with open(noisy, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, HEADER, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    got = {}
+    for name, table in (("clean", clean), ("noisy", noisy)):
+        result = run("soh", "evaluate", "--model", model_file, table, "--json")
+        assert result.exit_code == 0, result.stderr
+        got[name] = json.loads(result.stdout)["designs"][DESIGN]["unlike_training"]
+        assert (
+            run("soh", "estimate", "-m", model_file, table, "-o", f"{name}-est.csv").exit_code == 0
+        )
+        est = read_csv(Path(f"{name}-est.csv"))
+        far = [r for r in est if r["unlike_training"] == "1"]
+        truth = {r["cell_id"]: float(r["soh"]) for r in read_csv(table)}
+        assert got[name]["rows"] == len(far)
+        assert got[name]["share"] == pytest.approx(len(far) / len(est), abs=1e-4)
+        if far:
+            mae = np.mean([abs(float(r["soh"]) - truth[r["cell_id"]]) * 100 for r in far])
+            assert got[name]["mae"] == pytest.approx(mae, abs=1e-3)
+            assert f"{len(far)} rows" in result.stderr
+        else:
+            assert got[name]["mae"] is None
+    assert got["clean"]["rows"] <= 2
+    assert got["noisy"]["rows"] >= 30
+
+
 def _table_with_trouble(path: Path) -> tuple[Path, dict[str, int]]:
     """Eight good rows, then one row of each kind that cannot be scored."""
     write_cells(path, 8, seed=43)

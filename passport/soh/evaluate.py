@@ -1,8 +1,9 @@
 """How a model does on a recycler's own reference cells: stream a feature table with measured
 `soh`, estimate every row and score it per design (MAE, P95, bias, 90 % coverage), beside what
-the model's training claimed (its cross-validated figures). Before a line trusts a model (and
-the passport check built on its sigma), its owner can see whether their cells behave like the
-cells it was trained on.
+the model's training claimed (its cross-validated figures), and the rows unlike its training
+cells (`SohModel.far_from_training`) with their own MAE. Before a line trusts a model (and the
+passport check built on its sigma), its owner can see whether their cells behave like the cells
+it was trained on, and whether the line's voltages are as clean as the reference data's.
 
 Memory is bounded on any table size: absolute errors go into a histogram of 0.01-point bins,
 so P95 is within 0.005 points of the exact figure."""
@@ -45,6 +46,8 @@ class _Design:
     sum_err: float = 0.0
     sum_sigma: float = 0.0
     within: int = 0
+    far: int = 0  # scored rows unlike the training cells (`SohModel.far_from_training`)
+    sum_abs_far: float = 0.0
     hist: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(_BINS, np.int64))
 
     def count(self, codes: npt.NDArray[np.object_]) -> None:
@@ -52,9 +55,18 @@ class _Design:
         for code, n in zip(values.tolist(), counts.tolist(), strict=True):
             self.errors[code] = self.errors.get(code, 0) + n
 
-    def add(self, truth: FloatArray, soh: FloatArray, sigma: FloatArray) -> None:
+    def add(
+        self,
+        truth: FloatArray,
+        soh: FloatArray,
+        sigma: FloatArray,
+        far: npt.NDArray[np.bool_] | None = None,
+    ) -> None:
         err = soh - truth
         absolute = np.abs(err)
+        if far is not None:
+            self.far += int(far.sum())
+            self.sum_abs_far += float(absolute[far].sum())
         self.estimated += len(err)
         self.sum_abs += float(absolute.sum())
         self.sum_err += float(err.sum())
@@ -136,6 +148,7 @@ def evaluate_csv(
     for chunk in chunks:
         rows += len(chunk)
         est = estimate(model, chunk.design, chunk.U, chunk.rated_ah, chunk.width_ms)
+        far = model.far_from_training(chunk.design, est.soh_sigma)
         error = np.where(chunk.error != "", chunk.error, est.error).astype(object)
         truth = chunk.soh
         usable = error == ""
@@ -148,7 +161,7 @@ def evaluate_csv(
             acc.rows += int(mine.sum())
             acc.count(error[mine & ~ok])
             scored = mine & ok
-            acc.add(truth[scored], est.soh[scored], est.soh_sigma[scored])
+            acc.add(truth[scored], est.soh[scored], est.soh_sigma[scored], far[scored])
             acc.cells.update(physical_cell(name, c) for c in chunk.cell_id[scored].tolist())
         if per_cell:
             columns = {
@@ -244,6 +257,13 @@ def _report(name: str, acc: _Design, model: SohModel) -> dict[str, Any]:
     }
     if acc.estimated:
         out.update({k: v for k, v in _figures(acc).items() if k != "estimated"})
+        # rows unlike the training cells: many of them, and a high MAE among them, mean a line
+        # with noisier voltages than the reference data (or cells the reference set lacks)
+        out["unlike_training"] = {
+            "rows": acc.far,
+            "share": round(acc.far / acc.estimated, 4),
+            "mae": _points(acc.sum_abs_far / acc.far) if acc.far else None,
+        }
     own = model.models.get(name)
     if own is not None:
         s = own.summary
