@@ -257,6 +257,21 @@ def test_estimate_json_summary(model_file: Path, fresh: Path) -> None:
     assert len(read_csv(Path("out.csv"))) == 12
 
 
+def write_noisy(source: Path, dest: Path, noise_v: float, seed: int) -> Path:
+    """`source` (a feature table) with Gaussian noise of `noise_v` added to every voltage."""
+    rows = read_csv(source)
+    rng = np.random.default_rng(seed)
+    for r in rows:
+        for c in U_COLUMNS:
+            if r[c]:
+                r[c] = repr(float(r[c]) + rng.normal(0.0, noise_v))
+    with open(dest, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, HEADER, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return dest
+
+
 def test_rows_unlike_the_training_cells_are_counted(model_file: Path, tmp_path: Path) -> None:
     """Fresh cells of the training population count as near; the same cells measured with
     5 mV of noise on every voltage are far from every training row: their sigma is over
@@ -267,17 +282,7 @@ def test_rows_unlike_the_training_cells_are_counted(model_file: Path, tmp_path: 
     assert widest == pytest.approx(m.sigma_values.max() * m.novelty_factors.max(initial=1.0))
     assert np.isnan(model.widest_sigma("LFP-20Ah"))  # no model
     clean = write_cells(tmp_path / "clean.csv", 40, seed=33, prefix="k")
-    rows = read_csv(clean)
-    rng = np.random.default_rng(0)
-    for r in rows:
-        for c in U_COLUMNS:
-            if r[c]:
-                r[c] = repr(float(r[c]) + rng.normal(0.0, 0.005))
-    noisy = tmp_path / "noisy.csv"
-    with open(noisy, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, HEADER, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    noisy = write_noisy(clean, tmp_path / "noisy.csv", 0.005, seed=0)
     counts = {}
     for name, source in (("clean", clean), ("noisy", noisy)):
         result = run("soh", "estimate", "-m", model_file, source, "-o", f"{name}-out.csv", "--json")

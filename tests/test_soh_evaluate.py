@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_soh_cli import DESIGN, HEADER, assert_one_line_error, read_csv, run, write_cells
+from test_soh_cli import (
+    DESIGN,
+    HEADER,
+    assert_one_line_error,
+    read_csv,
+    run,
+    write_cells,
+    write_noisy,
+)
 from test_soh_parquet import to_parquet
 
 import passport.soh.evaluate as soh_evaluate
@@ -78,17 +86,7 @@ def test_rows_unlike_the_training_cells_are_counted_with_their_mae(model_file: P
     mV of noise on every voltage count most, and the MAE among them is that of those rows
     in the CLI's own estimates (marked unlike_training)."""
     clean = write_cells(Path("clean.csv"), 60, seed=44, prefix="c")
-    rows = read_csv(clean)
-    rng = np.random.default_rng(1)
-    for r in rows:
-        for c in HEADER:
-            if c.startswith("U") and r[c]:
-                r[c] = repr(float(r[c]) + rng.normal(0.0, 0.005))
-    noisy = Path("noisy.csv")
-    with open(noisy, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, HEADER, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    noisy = write_noisy(clean, Path("noisy.csv"), 0.005, seed=1)
     got = {}
     for name, table in (("clean", clean), ("noisy", noisy)):
         result = run("soh", "evaluate", "--model", model_file, table, "--json")
