@@ -339,6 +339,32 @@ def test_a_test_unlike_the_reference_cells_is_measured_but_not_signed(
     assert rows[cell["image"]]["test_far_rows"] == "1"
 
 
+def test_a_cell_sent_back_is_retested_from_its_tag_as_the_intake_left_it(
+    kit: Kit, trouble: tuple[Run, dict[str, str]], tmp_path: Path
+) -> None:
+    """The re-test: the tag as the first run left it (its intake entry without the SoH) and a
+    clean test row, into another OUTDIR against the same registry. The cell is graded on the
+    new measurement, and a second intake entry, after the first and carrying the SoH, is
+    written: the registry's entry follows the tag's old head, not this one, so it is not
+    reused."""
+    run, names = trouble
+    name = f"{names['unlike-reference']}.t5t"
+    first = read_image(run.out / "images" / name).entries[-1]
+    summary = run_intake(job(kit, tmp_path / "out", [run.out / "images" / name], db=run.db))
+    assert summary.unlike_reference == 0
+    cell = results_by_name(read_results(tmp_path / "out")["cells"])[name]
+    assert cell["grade"] in {"A", "B", "C"}
+    assert cell["test_far_rows"] == 0
+    image = read_image(tmp_path / "out" / "images" / name)
+    newest = image.entries[-1]
+    assert image.entries[-2].digest == first.digest
+    assert newest.kind is Kind.INTAKE
+    assert isinstance(newest.body, Entry)
+    assert newest.body.prev == first.digest
+    assert newest.body.values.soh_capacity_cpct == round(cell["soh"] * 10_000)
+    assert newest.digest.hex() == cell["intake_entry"]
+
+
 def test_no_input_images_at_all(kit: Kit, tmp_path: Path) -> None:
     empty = tmp_path / "none"
     empty.mkdir()
