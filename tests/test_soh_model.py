@@ -925,3 +925,5 @@ def test_far_from_training_named_cases(model: SohModel) -> None:
             got = model.far_from_training(held, np.array(sigma))
             assert got.dtype == np.bool_, name
             assert got.tolist() == want, name
+    with pytest.raises(ValueError, match="one sigma per design name"):
+        model.far_from_training(["LFP-20Ah", "LFP-20Ah"], np.array([0.01]))

@@ -281,10 +281,15 @@ class SohModel:
         its number says little. False for a NaN sigma (an error), a design without a model,
         and a linear one (`widest_sigma` is NaN)."""
         names = [str(d) for d in np.asarray(design, dtype=object).ravel().tolist()]
+        sd = np.asarray(sigma, dtype=np.float64).ravel()
+        if len(sd) != len(names):
+            raise ValueError(
+                f"far_from_training needs one sigma per design name ({len(sd)} and {len(names)})"
+            )
         widest = {d: self.widest_sigma(d) for d in set(names)}
         limit = np.array([widest[d] for d in names], dtype=np.float64)
         with np.errstate(invalid="ignore"):
-            return np.asarray(sigma, dtype=np.float64).ravel() > FAR_SIGMA * limit
+            return sd > FAR_SIGMA * limit
 
     def row_correlation(self, design: str) -> float:
         """The design's row correlation (how far `combine` narrows a cell's sigma); 1, no
