@@ -600,6 +600,9 @@ def test_evidence_from_dict_fills_defaults() -> None:
         pytest.param({"cell_id": 7}, "cell_id", id="cell-id-number"),
         pytest.param({"cell_id": "x", "verified": "yes"}, "verified", id="bool-as-string"),
         pytest.param({"cell_id": "x", "verified": 1}, "verified", id="bool-as-number"),
+        pytest.param(
+            {"cell_id": "x", "unlike_reference": "no"}, "unlike_reference", id="flag-as-string"
+        ),
         pytest.param({"cell_id": "x", "alerts": "fork"}, "alerts", id="list-as-string"),
         pytest.param({"cell_id": "x", "alerts": [1]}, "alerts", id="list-of-numbers"),
         pytest.param({"cell_id": "x", "soh": "0.9"}, "soh", id="number-as-string"),
