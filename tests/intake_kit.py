@@ -175,6 +175,17 @@ def pulse_tests(
     return pulse_table_csv(names, list(stems), table)
 
 
+def noisy_row(
+    header: Sequence[str], row: Sequence[str], noise_v: float, rng: np.random.Generator
+) -> list[str]:
+    """A test row (CSV cells under `header`) with Gaussian noise of `noise_v` on every voltage:
+    a test through a poor contact."""
+    return [
+        f"{float(v) + rng.normal(0.0, noise_v):.6f}" if name.startswith("U") else v
+        for name, v in zip(header, row, strict=True)
+    ]
+
+
 def build(root: Path) -> Kit:
     started = int(time.time()) - 400 * DAY
     ca = CertificateAuthority(root / "pki")

@@ -17,7 +17,17 @@ from typing import Any
 import intake_kit
 import numpy as np
 import pytest
-from intake_kit import CELLS, DAY, LFP, Kit, intake_entries, job, results_by_name, tree_hashes
+from intake_kit import (
+    CELLS,
+    DAY,
+    LFP,
+    Kit,
+    intake_entries,
+    job,
+    noisy_row,
+    results_by_name,
+    tree_hashes,
+)
 from registry_kit import stored, tampered_image
 
 from passport.chain import check_image
@@ -224,14 +234,12 @@ def trouble(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, di
     design = rows[0].index("design")
     stranger = [*rows[1]]
     stranger[at] = "not-in-this-batch"
-    volts = [i for i, name in enumerate(rows[0]) if name.startswith("U")]
     noise = np.random.default_rng(3)
-    for row in rows[1:]:
+    for k, row in enumerate(rows):
         if row[at] == s[4]:
             row[design] = LFP
         if row[at] == s[5]:
-            for i in volts:
-                row[i] = f"{float(row[i]) + noise.normal(0.0, 0.005):.6f}"
+            rows[k] = noisy_row(rows[0], row, 0.005, noise)
     rows.append(stranger)
     tests = folder / "tests.csv"
     tests.write_text(_drop_row(_csv(rows), s[3]), encoding="utf-8")
@@ -871,12 +879,9 @@ def test_one_ordinary_row_is_enough_to_stand_on(kit: Kit, tmp_path: Path) -> Non
     the clean row (its sigma is within a hair of the clean row's alone)."""
     rows = list(csv.reader(io.StringIO(kit.tests_csv.read_text(encoding="utf-8"))))
     at = rows[0].index("cell_id")
-    volts = [i for i, name in enumerate(rows[0]) if name.startswith("U")]
     first = kit.stems[0]
-    rng = np.random.default_rng(4)
     clean = next(r for r in rows[1:] if r[at] == first)
-    noisy = [f"{float(v) + rng.normal(0.0, 0.005):.6f}" if i in volts else v
-             for i, v in enumerate(clean)]  # fmt: skip
+    noisy = noisy_row(rows[0], clean, 0.005, np.random.default_rng(4))
     tests = tmp_path / "tests.csv"
     tests.write_text(_csv([*rows, noisy]), encoding="utf-8")
     model = load_model(kit.model_path)

@@ -15,7 +15,7 @@ from typing import Any
 import intake_kit
 import numpy as np
 import pytest
-from intake_kit import CELLS, Kit, results_by_name
+from intake_kit import CELLS, Kit, noisy_row, results_by_name
 from registry_kit import tampered_image
 from typer.testing import CliRunner, Result
 
@@ -107,11 +107,7 @@ def test_a_noisy_test_asks_for_another_and_the_summary_says_so(kit: Kit, tmp_pat
     rows = list(csv.reader(io.StringIO(kit.tests_csv.read_text(encoding="utf-8"))))
     at = rows[0].index("cell_id")
     rng = np.random.default_rng(8)
-    for row in rows[1:]:
-        if row[at] == kit.stems[2]:
-            for i, name in enumerate(rows[0]):
-                if name.startswith("U"):
-                    row[i] = f"{float(row[i]) + rng.normal(0.0, 0.010):.6f}"
+    rows = [noisy_row(rows[0], r, 0.010, rng) if r[at] == kit.stems[2] else r for r in rows]
     tests = tmp_path / "tests.csv"
     with open(tests, "w", newline="", encoding="utf-8") as fh:
         csv.writer(fh, lineterminator="\n").writerows(rows)
