@@ -366,8 +366,7 @@ def show(
             widths += f" ({len(m.by_width)} own)"
         needs = f"U{m.u_columns[0] + 1}-U{m.u_columns[-1] + 1}" if m.u_columns else "-"
         wider = float(summary[name]["novelty_widening_max"])  # type: ignore[arg-type]
-        knots = any(len(k.novelty_knots) for k in (m, *m.by_width))
-        widens = f"x{wider:.2f}+" if knots else "-"
+        widens = f"x{wider:.2f}+" if summary[name]["novelty_growth"] else "-"
         if summary[name]["slope_uncertainty"]:
             widens = "slopes"
         table.add_row(

@@ -190,6 +190,7 @@ def test_show_tells_what_a_model_covers(files: dict[str, Path]) -> None:
         assert d["row_correlation"] == round(m.row_correlation, 3)
         top = m.novelty_factors[-1] if len(m.novelty_factors) else 1.0
         assert d["novelty_widening_max"] == round(top, 3)
+        assert d["novelty_growth"] is bool(len(m.novelty_knots))
         assert d["slope_uncertainty"] is False
         line = next(x for x in before.stderr.splitlines() if x.startswith(name))
         # the 'wider' column: the last knot's factor, growing beyond it ('+'), or never
@@ -207,6 +208,7 @@ def test_show_tells_what_a_model_covers(files: dict[str, Path]) -> None:
     assert sorted(after["designs"]) == sorted([*TRAINED, NEW])
     assert after["designs"][NEW]["cells"] == 3
     assert after["designs"][NEW]["novelty_widening_max"] == 1.0  # 3 cells: no widening
+    assert after["designs"][NEW]["novelty_growth"] is False  # linear: no centres, no knots
     assert after["designs"][NEW]["slope_uncertainty"] is False  # cells across 0.72-0.91
     assert sorted(after["prior_designs"]) == sorted(TRAINED)  # the prior is not refitted
 

@@ -140,7 +140,7 @@ def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
     it accepts (rating, pulse widths, voltage window, the U columns it needs) and how far its
     sigma widens for rows unlike the training rows (`novelty_widening_max`, the factor at the
     last novelty knot, past which it grows in proportion to novelty, even from a factor of 1;
-    1 and no knots = never;
+    `novelty_growth`: whether it has knots at all; without them, never;
     `slope_uncertainty`: sigma carries the slopes' own uncertainty, growing with a row's
     distance from the calibration rows, without bound)."""
     out: dict[str, dict[str, object]] = {}
@@ -163,6 +163,7 @@ def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
             "novelty_widening_max": round(
                 max(float(k.novelty_factors.max(initial=1.0)) for k in (m, *m.by_width)), 3
             ),
+            "novelty_growth": any(len(k.novelty_knots) for k in (m, *m.by_width)),
             "slope_uncertainty": bool(len(m.slope_covariance)),
             "warnings": _warnings(m, model.settings),
         }
