@@ -1,6 +1,6 @@
 """Calibration cells of one SoH band (3 cells to fewer than `compare_below`, spanning less than
 `narrow_span` of SoH) are held to the pooled prior's slopes, with no kernel model
-(`model._choose_model`): a kernel model is clipped to the band and the grouped CV inside the
+(`_choose._choose_model`): a kernel model is clipped to the band and the grouped CV inside the
 band prefers whatever follows it, so the design's other cells were estimated near the band."""
 
 from __future__ import annotations

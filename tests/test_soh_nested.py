@@ -1,4 +1,4 @@
-"""Sigma of a design with few cells is checked by nested grouped CV (`model._nested_widening`):
+"""Sigma of a design with few cells is checked by nested grouped CV (`_choose._nested_widening`):
 the settings and model kind that scored best on the inner folds were picked on those same
 folds, so their errors understate what a new cell will see."""
 
@@ -9,13 +9,13 @@ import pytest
 from test_soh_model import Table
 
 from passport.soh._base import _DesignRows, _few_cells_factor, _split
+from passport.soh._choose import _choose_model
 from passport.soh.model import (
     Z90,
     DesignModel,
     FitSettings,
     PooledPrior,
     SohModel,
-    _choose_model,
     group_kfold,
 )
 

@@ -17,12 +17,12 @@ from test_soh_model import Table
 from test_soh_nested import NEW, SETTINGS, _args
 
 from passport.soh import _prior
+from passport.soh._choose import _widened
 from passport.soh.model import (
     DesignModel,
     PooledPrior,
     SohModel,
     SohModelError,
-    _widened,
     fit_pooled_prior,
 )
 

@@ -174,7 +174,7 @@ def _warnings(m: DesignModel, settings: FitSettings) -> list[str]:
     """What a user must know before trusting a design's estimates. Cells of one SoH band teach
     little about other cells, however many they are. From 3 to `compare_below` - 1 cells such
     a design is held to the pooled prior's slopes with their uncertainty in sigma
-    (`model._choose_model`), yet some designs' band draws of 8-12 cells still covered only
+    (`_choose._choose_model`), yet some designs' band draws of 8-12 cells still covered only
     0.73-0.85 of their other cells; from `compare_below` cells on it keeps its kernel model,
     whose sigma covered 0.02-0.58 of them (20-40 cells of one end of a design's range;
     docs/soh-accuracy.md)."""

@@ -96,7 +96,7 @@ class FitSettings:
     novelty_min_cells: int = 10
     # cells spanning less SoH than this (a band): warned about however many they are; from 3
     # to fewer than compare_below of them, the prior-shrunk model at the strongest prior
-    # strength with its slopes' uncertainty in sigma, no kernel model (`model._choose_model`).
+    # strength with its slopes' uncertainty in sigma, no kernel model (`_choose._choose_model`).
     # Not 0.10 (until session 13): low-end cells spanning 0.10-0.14 got kernel models 18-25
     # points off the design's other cells, unwarned (docs/soh-accuracy.md)
     narrow_span: float = 0.15
