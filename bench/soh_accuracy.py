@@ -55,7 +55,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -66,6 +65,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one core: the speed figure is per core
 
 import numpy as np  # noqa: E402
+from _host import host  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -685,8 +685,7 @@ def main() -> None:
             "hyperparameters and sigma from grouped CV on the training cells only",
         }
         result.update(holdout(data, held, args.seed))
-        result["python"] = platform.python_version()
-        result["numpy"] = np.__version__
+        result["host"] = host()
         result["bench_seconds"] = round(time.perf_counter() - t0, 1)
         print(json.dumps(result, indent=1))
         return
@@ -701,8 +700,7 @@ def main() -> None:
         full = {d: v["model"]["mae"] for d, v in result["per_design"].items()}
         result["pooled_prior"] = prior_experiment(data, full, args.seed)
     result.update(size_and_speed(data, not args.no_speed))
-    result["python"] = platform.python_version()
-    result["numpy"] = np.__version__
+    result["host"] = host()
     result["bench_seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(result, indent=1))
 

@@ -31,13 +31,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _host import host  # noqa: E402
 
 from passport.soh import check_claims, estimate, extract, fit_csv, load_model  # noqa: E402
 from passport.soh.io import read_all  # noqa: E402
@@ -225,8 +225,7 @@ def main() -> None:
         ],
         "model_fit_seconds": round(fit_s, 2) if not args.model else None,
         "threads": 1,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
+        "host": host(),
         "targets": {
             "cells_per_s_features_ge_2M": feats["cells"] / feats["seconds"] >= 2_000_000,
             "cells_per_s_traces_ge_200k": traces["cells"] / traces["seconds"] >= 200_000,

@@ -82,6 +82,21 @@ def test_holdout_figures_are_those_of_the_cli_on_the_held_back_file(tmp_path: Pa
     assert got["cells_also_in_training"] == 0
     assert got["error_rows"] == {}
     assert got["designs_without_estimates"] == []
+    # the host the figures came from: numpy's SIMD target for float32 exp, as numpy names it
+    assert got["host"]["numpy_exp_float32_simd"] in {
+        "baseline",
+        "X86_V2",
+        "X86_V3",
+        "X86_V4",
+        "AVX512_SKX",
+        "AVX2",
+        "AVX512F",
+        "NEON",
+        "ASIMD",
+        "VSX",
+        "VX",
+    }
+    assert all(got["host"][key] for key in ("cpu", "cpus", "machine", "python", "numpy"))
     for d in DESIGNS:
         mine = [
             (float(r["soh"]), float(r["soh_sigma"]), t)
