@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from passport.soh._base import _novelty, novelty_factor
-from passport.soh._kernel import _increasing, _novelty_curve
+from passport.soh._sigma import _increasing, _novelty_curve
 from passport.soh.model import Z90, SohModel, SohModelError
 from passport.soh.synthetic import Ecm, Rows, aged_cells, pulse_rows
 

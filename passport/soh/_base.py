@@ -91,7 +91,7 @@ class FitSettings:
     width_min_cells: int = 20  # fewer cells at a width: its rows use the all-widths model
     # sigma widened for rows unlike the training rows: novelty bins at these quantiles of the
     # inner out-of-fold novelty; below novelty_min_cells cells no bins, only the growth past
-    # the top bin's median novelty (`_kernel._novelty_curve`)
+    # the top bin's median novelty (`_sigma._novelty_curve`)
     novelty_quantiles: tuple[float, ...] = (0.5, 0.75, 0.9)
     novelty_min_cells: int = 10
     # cells spanning less SoH than this (a band): warned about however many they are; from 3
