@@ -344,6 +344,9 @@ def test_designs_with_several_widths_get_per_width_models(model: SohModel, table
     assert not model.models["LMO-10Ah"].by_width  # 5000 ms only
     widths = [s.width_range_ms[0] for s in m.by_width]
     assert set(widths) <= {30.0, 100.0, 1000.0, 5000.0}
+    # a width's model learns from a quarter of the rows, on half the centres
+    assert m.summary.n_centres == len(m.centres) == model.settings.n_centres == 128
+    assert {(s.summary.n_centres, len(s.centres)) for s in m.by_width} == {(64, 64)}
     one = table.rows(table.design == "LFP-35Ah")
     w = widths[0]
     at_w = one.rows(one.width_ms == w)
@@ -797,6 +800,41 @@ def test_a_bad_rating_tolerance_is_refused(
     d["settings"]["rating_tolerance"] = math.nan
     with pytest.raises(SohModelError, match="rating_tolerance"):
         SohModel.from_dict(d)
+
+
+BAD_CENTRE_SETTINGS = [
+    ("n-centres-zero", "n_centres", 0),
+    ("n-centres-negative", "n_centres", -5),
+    ("n-centres-text", "n_centres", "128"),
+    ("n-centres-fraction", "n_centres", 64.5),
+    ("width-centres-bool", "width_centres", True),
+    ("width-centres-null", "width_centres", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [(k, v) for _, k, v in BAD_CENTRE_SETTINGS],
+    ids=[i for i, _, _ in BAD_CENTRE_SETTINGS],
+)
+def test_a_bad_centre_count_is_refused(
+    synthetic: tuple[SohModel, Rows, np.ndarray, Rows], key: str, value: Any
+) -> None:
+    """Refused on load by name: calibrating a new design with the file's settings would
+    otherwise fail deep inside numpy."""
+    d = copy.deepcopy(synthetic[0].to_dict())
+    d["settings"][key] = value
+    with pytest.raises(SohModelError, match=key):
+        SohModel.from_dict(d)
+
+
+def test_a_file_from_before_width_centres_loads_with_the_default(
+    synthetic: tuple[SohModel, Rows, np.ndarray, Rows],
+) -> None:
+    d = copy.deepcopy(synthetic[0].to_dict())
+    assert d["settings"]["width_centres"] == 64
+    del d["settings"]["width_centres"]
+    assert SohModel.from_dict(d).settings.width_centres == 64
 
 
 def test_row_correlation_is_measured_kept_and_defaults_to_one(

@@ -334,9 +334,10 @@ def _fit_kernel_widths(
 ) -> DesignModel:
     """The kernel model across all pulse widths (log10 width is one of its inputs), plus, for
     each width with at least `settings.width_min_cells` cells, a kernel model of that width
-    alone, kept when its inner grouped-CV MAE on that width's rows beats the pooled model's
-    (same folds: both split the same cells with the same seed). Rows of other widths, or of a
-    width whose own model did not do better, use the pooled model."""
+    alone (on `settings.width_centres` centres), kept when its inner grouped-CV MAE on that
+    width's rows beats the pooled model's (same folds: both split the same cells with the same
+    seed). Rows of other widths, or of a width whose own model did not do better, use the
+    pooled model."""
     pooled = _fit_kernel_design(name, U, rated_ah, width_ms, soh, groups, settings)
     widths = np.unique(width_ms)
     y = soh[pooled.rows]
@@ -348,12 +349,13 @@ def _fit_kernel_widths(
     oof = pooled.oof.copy()
     oof_sigma = pooled.oof_sigma.copy()
     subs: list[DesignModel] = []
+    sub_settings = replace(settings, n_centres=settings.width_centres)
     for w in widths.tolist():
         own = width_ms == w
         if len(np.unique(groups[own])) < settings.width_min_cells:
             continue
         sub = _fit_kernel_design(
-            name, U[own], rated_ah[own], width_ms[own], soh[own], groups[own], settings
+            name, U[own], rated_ah[own], width_ms[own], soh[own], groups[own], sub_settings
         )
         # the pooled model's out-of-fold rows of this width, in the sub-model's row order
         at = np.searchsorted(pooled.rows, np.flatnonzero(own)[sub.rows])

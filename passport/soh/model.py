@@ -310,6 +310,10 @@ class SohModel:
         span = settings.narrow_span
         if isinstance(span, bool) or not isinstance(span, int | float) or not 0.0 <= span <= 1.0:
             raise SohModelError("bad SoH model: settings: narrow_span must be a number in [0, 1]")
+        for name in ("n_centres", "width_centres"):  # used when a new design is calibrated
+            count = getattr(settings, name)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise SohModelError(f"bad SoH model: settings: {name} must be a whole number >= 1")
         models = {str(k): DesignModel.from_dict(v) for k, v in designs.items()}
         for k, m in models.items():
             if m.design != k:
