@@ -793,16 +793,11 @@ def test_a_bad_pooled_prior_is_refused(change: dict[str, Any], message: str) -> 
         PooledPrior.from_dict({**good, **change})
 
 
-def test_a_bad_rating_tolerance_is_refused(
-    synthetic: tuple[SohModel, Rows, np.ndarray, Rows],
-) -> None:
-    d = copy.deepcopy(synthetic[0].to_dict())
-    d["settings"]["rating_tolerance"] = math.nan
-    with pytest.raises(SohModelError, match="rating_tolerance"):
-        SohModel.from_dict(d)
-
-
-BAD_CENTRE_SETTINGS = [
+BAD_SETTINGS_CASES = [
+    ("rating-tolerance-nan", "rating_tolerance", math.nan),
+    ("rating-tolerance-one", "rating_tolerance", 1.0),
+    ("narrow-span-above-one", "narrow_span", 1.5),
+    ("narrow-span-bool", "narrow_span", True),
     ("n-centres-zero", "n_centres", 0),
     ("n-centres-negative", "n_centres", -5),
     ("n-centres-text", "n_centres", "128"),
@@ -814,14 +809,15 @@ BAD_CENTRE_SETTINGS = [
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [(k, v) for _, k, v in BAD_CENTRE_SETTINGS],
-    ids=[i for i, _, _ in BAD_CENTRE_SETTINGS],
+    [(k, v) for _, k, v in BAD_SETTINGS_CASES],
+    ids=[i for i, _, _ in BAD_SETTINGS_CASES],
 )
-def test_a_bad_centre_count_is_refused(
+def test_a_bad_setting_is_refused_naming_it(
     synthetic: tuple[SohModel, Rows, np.ndarray, Rows], key: str, value: Any
 ) -> None:
-    """Refused on load by name: calibrating a new design with the file's settings would
-    otherwise fail deep inside numpy."""
+    """Refused on load by name: the rating tolerance is used by every estimate, the others
+    when a new design is calibrated with the file's settings (a centre count of 0 would fail
+    deep inside numpy)."""
     d = copy.deepcopy(synthetic[0].to_dict())
     d["settings"][key] = value
     with pytest.raises(SohModelError, match=key):
