@@ -67,6 +67,20 @@ def test_a_short_trace_leaves_the_unreached_points_empty() -> None:
     assert np.all(np.isnan(out.U[0, 9:]))
 
 
+
+def test_voltages_of_another_dtype_give_float64_turning_points() -> None:
+    """A short cell's unreached points are NaN whatever the voltages' dtype: millivolts held as
+    integers (no NaN to write) or float32 (rounded once, on reading) come out as float64."""
+    ecm = random_ecm(2, RATED, np.random.default_rng(5))
+    cell, t, current, voltage = simulate(ecm, RATED, width_s=1.0, samples_per_segment=3)
+    keep = np.r_[0 : 3 * 5, len(cell) // 2 : len(cell)]  # cell 0 stops after U9
+    mv = np.round(voltage[keep] * 1000).astype(np.int64)
+    for given_v in (mv, mv.astype(np.float32)):
+        out = extract(cell[keep], t[keep], current[keep], given_v)
+        assert out.U.dtype == np.float64
+        np.testing.assert_array_equal(out.U[0, :9], mv[[2, 3, 5, 6, 8, 9, 11, 12, 14]])
+        assert np.isnan(out.U[0, 9:]).all() and np.isfinite(out.U[1]).all()
+
 @settings(max_examples=25)
 @given(st.integers(1, 40), st.integers(2, 6), st.floats(0.03, 5.0))
 def test_many_cells_at_once_equal_one_at_a_time(cells: int, samples: int, width: float) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
 
 from passport.soh.features import U_COLUMNS
 
@@ -55,66 +56,62 @@ def extract(
     Cost: two comparisons over `current`, one over `cell`, then work per segment (21 per cell),
     not per sample; when every cell has the full protocol the gather is one `take`."""
     n = len(cell)
+    voltage = np.asarray(voltage, dtype=np.float64)  # U is float64 whatever the input's dtype
     if not (len(t) == len(current) == len(voltage) == n):
         raise ValueError("cell, t, current and voltage must have the same length")
     if n == 0:
         empty = np.empty(0)
         return Extracted(np.empty(0, np.int64), np.empty((0, N_U)), empty, empty)
-    state = (current > current_eps).view(np.int8) - (current < -current_eps).view(np.int8)
-    boundary = np.empty(n, dtype=bool)
+    # two n-byte buffers for the per-sample passes: the state (-1, 0, 1), then where the
+    # cell code changes; and where the current's state or the cell changes (a segment starts)
+    changes = np.empty(n, dtype=np.int8)
+    boundary = np.empty(n, dtype=np.int8).view(bool)
+    np.greater(current, current_eps, out=changes.view(bool))
+    np.less(current, -current_eps, out=boundary)
+    np.subtract(changes, boundary.view(np.int8), out=changes)
     boundary[0] = True
-    np.not_equal(state[1:], state[:-1], out=boundary[1:])
-    new_cell = np.not_equal(cell[1:], cell[:-1])  # sample i + 1 starts a cell
-    boundary[1:] |= new_cell
+    np.not_equal(changes[1:], changes[:-1], out=boundary[1:])
+    new_cell = changes.view(bool)[1:]  # sample i + 1 starts a cell
+    np.not_equal(cell[1:], cell[:-1], out=new_cell)
+    np.logical_or(boundary[1:], new_cell, out=boundary[1:])
     starts = np.flatnonzero(boundary)
-    # [start, end] of every segment, interleaved: a cell's row of 2 * SEGMENTS indices is
-    # [s0, e0, s1, e1, ...], and U1..U41 are the voltages at [e0, s1, e1, ..., e20]
-    se = np.empty((len(starts), 2), dtype=np.int64)
-    se[:, 0] = starts
-    se[:-1, 1] = starts[1:] - 1
-    se[-1, 1] = n - 1
-    m = len(starts) // SEGMENTS
-    cell_starts = starts[::SEGMENTS]
-    # every cell has the full protocol when the cells change exactly at every SEGMENTS-th
-    # segment start and nowhere else: then one gather does it
-    if (
-        len(starts) == m * SEGMENTS
-        and np.count_nonzero(new_cell) == m - 1
-        and bool(new_cell[cell_starts[1:] - 1].all())
-    ):
-        idx = se.reshape(m, 2 * SEGMENTS)
-        U = voltage.take(idx[:, 1:])
-        s1, e1 = idx[:, 2], idx[:, 3]
-        rows: IntArray | slice = slice(None)
+    segments = len(starts)
+    # the segments that start a cell, found per segment (about 20 a cell), not per sample
+    opens = np.empty(segments, dtype=bool)
+    opens[0] = True
+    opens[1:] = new_cell.take(starts[1:] - 1)
+    first = np.flatnonzero(opens)
+    m = len(first)
+    # [start, end] of every segment, interleaved (a cell's run of them is [s0, e0, s1, e1,
+    # ...], and U1..U41 are the voltages at [e0, s1, e1, ..., e20]), then N_U - 1 spare
+    # indices so that every cell's window of N_U below lies inside the array
+    se = np.zeros(2 * segments + N_U - 1, dtype=np.int64)
+    se[0 : 2 * segments : 2] = starts
+    np.subtract(starts[1:], 1, out=se[1 : 2 * segments - 1 : 2])
+    se[2 * segments - 1] = n - 1
+    rows: IntArray | slice = slice(None)  # cells with a first pulse
+    if segments == m * SEGMENTS and bool(opens[::SEGMENTS].all()):
+        # every cell has the full protocol: one gather does it
+        U = voltage.take(se[: 2 * segments].reshape(m, 2 * SEGMENTS)[:, 1:])
     else:
-        # a cell start starts a segment: the segments that start a cell, found per segment (21
-        # a cell) rather than per sample, give each cell's first segment and its start
-        opens = np.empty(len(starts), dtype=bool)
-        opens[0] = True
-        opens[1:] = new_cell[starts[1:] - 1]
-        first = np.flatnonzero(opens)
-        cell_starts = starts[first]
-        m = len(cell_starts)
-        counts = np.diff(first, append=len(starts))
-        if int(counts.max()) > SEGMENTS:  # segments after the protocol's last are ignored
-            rank = np.arange(len(starts)) - np.repeat(first, counts)
-            se = se[rank < SEGMENTS]
-            counts = np.minimum(counts, SEGMENTS)
-            first = np.cumsum(counts) - counts
-        # the [start, end] pairs of a cell's segments, in order, fill its row of U from one
-        # place before it (U1 is the first rest's end): one scatter of consecutive runs, with
-        # the first rest's start sent to a spare slot after the last row
-        flat = np.full(m * N_U + 1, np.nan)
-        at = np.arange(2 * len(se)) + np.repeat(np.arange(m) * N_U - 2 * first - 1, 2 * counts)
-        at[2 * first] = m * N_U
-        flat[at] = voltage.take(se.ravel())
-        U = flat[: m * N_U].reshape(m, N_U)
-        rows = np.flatnonzero(counts >= 2)  # cells with a first pulse
-        s1, e1 = se[first[rows] + 1, 0], se[first[rows] + 1, 1]
+        # each cell's window of N_U voltages from one place after its first segment's start,
+        # copied row by row; a cell of c < SEGMENTS segments has 2c - 1 of them, and the rest
+        # of its window (the next cell's, or the spare indices') is blanked. Segments after
+        # the protocol's last fall outside the window: ignored.
+        counts = np.diff(first, append=segments)
+        U = sliding_window_view(voltage.take(se), N_U)[2 * first + 1]
+        tally = np.bincount(counts, minlength=SEGMENTS)
+        for c in np.flatnonzero(tally[:SEGMENTS]).tolist():
+            U[counts == c, 2 * c - 1 :] = np.nan
+        if tally[1]:
+            rows = np.flatnonzero(counts >= 2)
+    cell_starts = starts[first]
     width = np.full(m, np.nan)
     rated = np.full(m, np.nan)
     # the pulse lasts until the next sample (the first of the rest after it), if the cell has
     # one: never the next cell's first sample
+    pulse = first[rows] + 1
+    s1, e1 = se[2 * pulse], se[2 * pulse + 1]
     cell_end = np.append(cell_starts[1:], n)[rows]
     te1 = t[e1]
     step = np.where(e1 + 1 < cell_end, t[np.minimum(e1 + 1, n - 1)] - te1, 0.0)
