@@ -14,12 +14,14 @@ memory bound the CLI keeps), excluding only the generation of the input:
   The extractor is checked to return exactly the voltages the trace was built from, and
   nothing beyond where it stopped.
 
-`ratio_to_memory_pass` is the trace path's time divided by one `numpy.sum` over the same trace
-array (the (4, samples) float64 block holding the four columns), chunk by chunk in the same run:
-how close the path is to reading its input once. Peak memory is the process's maximum RSS.
-BLAS and OpenMP are limited to one thread before numpy loads. Each path runs --repeat times
-(fresh synthetic cells each time) and the fastest run is reported, as timeit does, with every
-run's figures beside it: other work on a shared machine only ever slows a run down.
+`trace_extract_seconds` is the part of the trace path spent in `extract` (the rest: the
+estimate and the check). `ratio_to_memory_pass` is the trace path's time divided by one
+`numpy.sum` over the same trace array (the (4, samples) float64 block holding the four columns),
+chunk by chunk in the same run: how close the path is to reading its input once. Peak memory
+is the process's maximum RSS. BLAS and OpenMP are limited to one thread before numpy loads.
+Each path runs --repeat times (fresh synthetic cells each time) and the fastest run is reported,
+as timeit does, with every run's figures beside it: other work on a shared machine only ever
+slows a run down.
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ def _cell_traces(table, pick, U, codes, count: int, k: int) -> np.ndarray:  # ty
 
 def traces_path(model, table, args, rng):  # type: ignore[no-untyped-def]
     path_s = 0.0
+    extract_s = 0.0
     sum_s = 0.0
     done = 0
     samples = 0
@@ -150,6 +153,7 @@ def traces_path(model, table, args, rng):  # type: ignore[no-untyped-def]
         c = claims(rng, table.soh[pick], m)
         start = time.perf_counter()
         got = extract(trace[0], trace[1], trace[2], trace[3])
+        extracted = time.perf_counter()
         est = estimate(model, design, got.U, got.rated_ah, got.width_ms)
         check_claims(
             est.soh, est.soh_sigma, c["claimed"], c["claimed_sigma"], c["fec_since"],
@@ -159,6 +163,7 @@ def traces_path(model, table, args, rng):  # type: ignore[no-untyped-def]
         total = trace.sum()
         end = time.perf_counter()
         path_s += middle - start
+        extract_s += extracted - start
         sum_s += end - middle
         full = np.isfinite(table.U[pick])
         if not np.array_equal(np.where(full, U, np.nan), got.U, equal_nan=True):
@@ -172,6 +177,7 @@ def traces_path(model, table, args, rng):  # type: ignore[no-untyped-def]
         "cells": done,
         "samples_per_cell": samples // done,
         "seconds": path_s,
+        "extract_seconds": extract_s,
         "sum_seconds": sum_s,
         "estimated": estimated,
     }
@@ -212,6 +218,7 @@ def main() -> None:
         "samples_per_cell": traces["samples_per_cell"],
         "features_seconds": round(feats["seconds"], 3),
         "traces_seconds": round(traces["seconds"], 3),
+        "trace_extract_seconds": round(traces["extract_seconds"], 3),
         "trace_sum_seconds": round(traces["sum_seconds"], 4),
         "estimated_share": round(
             (feats["estimated"] + traces["estimated"]) / (feats["cells"] + traces["cells"]), 4

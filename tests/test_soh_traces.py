@@ -67,7 +67,6 @@ def test_a_short_trace_leaves_the_unreached_points_empty() -> None:
     assert np.all(np.isnan(out.U[0, 9:]))
 
 
-
 def test_voltages_of_another_dtype_give_float64_turning_points() -> None:
     """A short cell's unreached points are NaN whatever the voltages' dtype: millivolts held as
     integers (no NaN to write) or float32 (rounded once, on reading) come out as float64."""
@@ -79,7 +78,9 @@ def test_voltages_of_another_dtype_give_float64_turning_points() -> None:
         out = extract(cell[keep], t[keep], current[keep], given_v)
         assert out.U.dtype == np.float64
         np.testing.assert_array_equal(out.U[0, :9], mv[[2, 3, 5, 6, 8, 9, 11, 12, 14]])
-        assert np.isnan(out.U[0, 9:]).all() and np.isfinite(out.U[1]).all()
+        assert np.isnan(out.U[0, 9:]).all()
+        assert np.isfinite(out.U[1]).all()
+
 
 @settings(max_examples=25)
 @given(st.integers(1, 40), st.integers(2, 6), st.floats(0.03, 5.0))
