@@ -159,3 +159,33 @@ def test_cells_cut_short_or_running_on_match_the_sample_by_sample_rule(
         np.testing.assert_array_equal(got.U[c], U)
         np.testing.assert_allclose([got.width_ms[c], got.rated_ah[c]], [width, rated], rtol=1e-12)
         start += len(idx)
+
+
+CURRENTS = (0.0, 0.005, -0.005, 0.01, 1.0, 2.5, -1.0, -0.02)  # rest, near the threshold, pulses
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.lists(st.sampled_from(CURRENTS), min_size=1, max_size=70), min_size=1, max_size=8),
+    st.integers(0, 2**32 - 1),
+)
+def test_any_current_sequence_matches_the_sample_by_sample_rule(
+    cells: list[list[float]], seed: int
+) -> None:
+    """Cells of arbitrary currents, not only the protocol's (any number of segments of any
+    length from one sample, currents at the rest threshold, charge straight to discharge): each
+    cell's turning points, width and rating are the documented rule's for that cell alone."""
+    rng = np.random.default_rng(seed)
+    current = np.concatenate([np.array(c) for c in cells])
+    code = np.repeat(np.arange(len(cells)) * 7, [len(c) for c in cells])  # any codes, grouped
+    t = np.cumsum(rng.uniform(0.001, 0.1, len(current)))
+    voltage = rng.uniform(2.5, 4.2, len(current))
+    got = extract(code, t, current, voltage)
+    assert got.cell.tolist() == [7 * c for c in range(len(cells))]
+    start = 0
+    for c, part_currents in enumerate(cells):
+        part = slice(start, start + len(part_currents))
+        U, width, rated = reference_extract(t[part], current[part], voltage[part])
+        np.testing.assert_array_equal(got.U[c], U)
+        np.testing.assert_allclose([got.width_ms[c], got.rated_ah[c]], [width, rated], rtol=1e-12)
+        start += len(part_currents)
