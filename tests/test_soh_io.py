@@ -44,7 +44,7 @@ from passport.soh import (
     trace_chunk_to_rows,
 )
 from passport.soh import combine as soh_combine
-from passport.soh.io import CLAIM_COLUMNS, OUTPUT_COLUMNS, PulseChunk, read_pulse_csv
+from passport.soh.io import CLAIM_COLUMNS, OUTPUT_COLUMNS, PulseChunk, _numbers, read_pulse_csv
 from passport.soh.synthetic import Rows, aged_cells, pulse_rows, simulate
 from passport.soh.trace_io import ERR_NOT_MONOTONIC, read_trace_csv
 
@@ -240,7 +240,46 @@ ROW_CASES: list[tuple[str, Callable[[dict[str, str]], None], str]] = [
     ("last-voltage-empty", lambda r: set_field(r, "U41", ""), ERR_MISSING),
     ("rating-empty", lambda r: set_field(r, "rated_ah", ""), ERR_MISSING),
     ("width-empty", lambda r: set_field(r, "pulse_width_ms", ""), ERR_MISSING),
+    # in the mixed table below these share a column with an empty field (another row's case)
+    ("voltage-nan-text-beside-empty", lambda r: set_field(r, "U7", "nan"), ERR_BAD_ROW),
+    ("voltage-infinite-beside-empty", lambda r: set_field(r, "U7", "-inf"), ERR_BAD_ROW),
+    ("voltage-not-a-number-beside-empty", lambda r: set_field(r, "U41", "3.6x"), ERR_BAD_ROW),
 ]
+
+
+NAN = float("nan")
+# a column's fields -> its numbers and the rows whose field is wrong (None: none is)
+NUMBER_CASES: list[tuple[str, list[str], list[float], list[bool] | None]] = [
+    ("all-numbers", ["3.2", " 3.3 ", "-1e-3"], [3.2, 3.3, -1e-3], None),
+    ("empty-fields-are-nan", ["3.2", "", "3.4"], [3.2, NAN, 3.4], None),
+    ("whitespace-only-is-empty", ["3.2", "  ", ""], [3.2, NAN, NAN], None),
+    ("nan-text-is-wrong", ["3.2", "nan"], [3.2, NAN], [False, True]),
+    ("nan-text-beside-empty", ["", "nan", "3.1"], [NAN, NAN, 3.1], [False, True, False]),
+    ("infinite-beside-empty", ["inf", "", "-inf"], [NAN, NAN, NAN], [True, False, True]),
+    ("overflow-beside-empty", ["1e400", ""], [NAN, NAN], [True, False]),
+    ("text-beside-empty", ["3.6x", "", "3.5"], [NAN, NAN, 3.5], [True, False, False]),
+    ("text-and-whitespace", ["  ", "x", "3.5"], [NAN, NAN, 3.5], [False, True, False]),
+    ("no-fields", [], [], None),
+]
+
+
+@pytest.mark.parametrize(
+    ("texts", "values", "wrong"),
+    [c[1:] for c in NUMBER_CASES],
+    ids=[c[0] for c in NUMBER_CASES],
+)
+def test_a_columns_fields_parse_to_numbers_or_name_their_rows(
+    texts: list[str], values: list[float], wrong: list[bool] | None
+) -> None:
+    """Each path of the column parser (all numbers, some empty, some wrong) gives what the field
+    by field rule gives: empty is NaN and fine, a wrong or non-finite field is NaN and named."""
+    got, got_wrong = _numbers(texts)
+    np.testing.assert_array_equal(got, values)
+    if wrong is None:
+        assert got_wrong is None
+    else:
+        assert got_wrong is not None
+        assert got_wrong.tolist() == wrong
 
 
 @pytest.mark.parametrize(
@@ -339,7 +378,7 @@ def test_chunked_reading_gives_the_same_rows_and_estimates(
     """Chunks of 3 rows (with bad rows in several chunks) equal one big chunk, row by row, and
     so do the estimates: a row's result must not depend on which rows share its chunk."""
     truth, rows = fresh
-    n = 31
+    n = 2 * len(ROW_CASES) + 1  # 37: chunks of 3 and one of 1
     recs = records(truth[:n], Rows(rows.U[:n], rows.rated_ah[:n], rows.width_ms[:n]))
     for k, (_, change, _) in enumerate(ROW_CASES):
         change(recs[2 * k])
@@ -347,7 +386,7 @@ def test_chunked_reading_gives_the_same_rows_and_estimates(
     one = list(read_pulse_csv(src))
     small = list(read_pulse_csv(src, chunk_rows=3))
     assert len(one) == 1
-    assert [len(c) for c in small] == [3] * 10 + [1]
+    assert [len(c) for c in small] == [3] * 12 + [1]
     for name in ("line", "cell_id", "design", "rated_ah", "width_ms", "U", "soh", "error"):
         np.testing.assert_array_equal(concat(small, name), concat(one, name), err_msg=name)
 
@@ -355,7 +394,7 @@ def test_chunked_reading_gives_the_same_rows_and_estimates(
     monkeypatch.setattr(soh_tables, "read_pulse_csv", partial(read_pulse_csv, chunk_rows=3))
     progress: list[int] = []
     estimate_csv(model, src, tmp_path / "small.csv", on_progress=progress.append)
-    assert progress == [3] * 10 + [1]
+    assert progress == [3] * 12 + [1]
     one_out, small_out = read_out(tmp_path / "one.csv"), read_out(tmp_path / "small.csv")
     assert len(small_out) == len(one_out) == n
     for a, b in zip(one_out, small_out, strict=True):

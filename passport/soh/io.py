@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import operator
 import os
 import sys
 import tempfile
@@ -207,13 +208,20 @@ def _parse(
     error[~filled] = ERR_BAD_ROW
     at = np.flatnonzero(filled)
     full = [row for row in rows if row]
-    cell[at] = [row[i_cell].strip()[:MAX_FIELD] for row in full]
+    # the fields column by column, transposed once (in C; a row may run on with empty fields
+    # past the header's width, never stop short of it)
+    fields: list[tuple[str, ...]] = list(zip(*full, strict=False))
+
+    def text(i: int) -> Sequence[str]:
+        return fields[i] if fields else ()
+
+    cell[at] = [f.strip()[:MAX_FIELD] for f in text(i_cell)]
     # interned: a chunk's rows share a few design objects (dict look-ups by identity)
-    design[at] = [sys.intern(row[i_design].strip()[:MAX_FIELD]) for row in full]
+    design[at] = [sys.intern(f.strip()[:MAX_FIELD]) for f in text(i_design)]
     bad = np.zeros(len(at), dtype=bool)
 
     def column(i: int) -> FloatArray:
-        values, wrong = _numbers([row[i] for row in full])
+        values, wrong = _numbers(text(i))
         if wrong is not None:
             bad[wrong] = True
         return values
@@ -226,7 +234,7 @@ def _parse(
     if soh_index is not None:
         soh[at] = column(soh_index)
     if soc is not None and soc_index is not None:
-        soc[at] = [row[soc_index].strip()[:MAX_FIELD] for row in full]
+        soc[at] = [f.strip()[:MAX_FIELD] for f in text(soc_index)]
     for c, i in claim_index.items():
         claims[c][at] = column(i)
     error[at[bad]] = ERR_BAD_ROW
@@ -235,26 +243,44 @@ def _parse(
     )
 
 
-def _numbers(texts: list[str]) -> tuple[FloatArray, BoolArray | None]:
-    """`_number` over a column: C-speed `float` when every field parses to a finite number,
-    field by field (empty -> NaN) only for a column that has an empty or wrong one. The rows
-    whose field is wrong, or None when none is."""
+def _numbers(texts: Sequence[str]) -> tuple[FloatArray, BoolArray | None]:
+    """`_number` over a column: C-speed `float` when every field parses, or when the only
+    fields that do not are empty (a design's columns past the last turning point it measured:
+    half of a mixed table's U columns), field by field only for a column with a wrong one. The
+    rows whose field is wrong (or not finite), or None when none is."""
+    n = len(texts)
+    if "" in texts:  # (a scan in C) empty fields read as NaN; a field saying "nan" stays wrong
+        try:
+            values = np.fromiter(map(float, [f or "nan" for f in texts]), np.float64, count=n)
+        except ValueError:
+            return _numbers_one_by_one(texts)
+        empty = np.fromiter(map(operator.not_, texts), dtype=bool, count=n)
+        wrong = ~(np.isfinite(values) | empty)
+        if wrong.any():
+            values[wrong] = np.nan
+            return values, wrong
+        return values, None
     try:
-        values = np.fromiter(map(float, texts), dtype=np.float64, count=len(texts))
+        values = np.fromiter(map(float, texts), dtype=np.float64, count=n)
     except ValueError:
-        values = np.empty(len(texts))
-        wrong = np.zeros(len(texts), dtype=bool)
-        for k, text in enumerate(texts):
-            try:
-                values[k] = _number(text)
-            except ValueError:
-                values[k] = np.nan
-                wrong[k] = True
-        return values, (wrong if wrong.any() else None)
+        return _numbers_one_by_one(texts)
     finite = np.isfinite(values)
     if finite.all():
         return values, None
     return np.where(finite, values, np.nan), ~finite
+
+
+def _numbers_one_by_one(texts: Sequence[str]) -> tuple[FloatArray, BoolArray | None]:
+    """Field by field (`_number`): a column with a field that does not parse."""
+    values = np.empty(len(texts))
+    wrong = np.zeros(len(texts), dtype=bool)
+    for k, text in enumerate(texts):
+        try:
+            values[k] = _number(text)
+        except ValueError:
+            values[k] = np.nan
+            wrong[k] = True
+    return values, (wrong if wrong.any() else None)
 
 
 def row_tests(chunk: PulseChunk) -> StrArray | None:
