@@ -82,6 +82,21 @@ def test_voltages_of_another_dtype_give_float64_turning_points() -> None:
         assert np.isfinite(out.U[1]).all()
 
 
+def test_a_nan_current_counts_as_rest() -> None:
+    """A sample whose current did not parse into a number reads as rest: inside a rest it
+    changes nothing; inside a pulse it ends the pulse there (a rest of one sample)."""
+    cell, t, current, voltage = simulate(one_cell(), RATED, width_s=1.0, samples_per_segment=4)
+    clean = extract(cell, t, current, voltage)
+    in_rest = current.copy()
+    in_rest[1] = np.nan  # the first rest's second sample
+    np.testing.assert_array_equal(extract(cell, t, in_rest, voltage).U, clean.U)
+    in_pulse = current.copy()
+    in_pulse[5] = np.nan  # the first pulse's second sample
+    cut = extract(cell, t, in_pulse, voltage)
+    assert cut.U[0, 2] == voltage[4]  # U3, the first pulse's last voltage, is now its first
+    assert cut.width_ms[0] == pytest.approx((t[5] - t[4]) * 1000.0)
+
+
 @settings(max_examples=25)
 @given(st.integers(1, 40), st.integers(2, 6), st.floats(0.03, 5.0))
 def test_many_cells_at_once_equal_one_at_a_time(cells: int, samples: int, width: float) -> None:
