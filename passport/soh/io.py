@@ -249,25 +249,20 @@ def _numbers(texts: Sequence[str]) -> tuple[FloatArray, BoolArray | None]:
     half of a mixed table's U columns), field by field only for a column with a wrong one. The
     rows whose field is wrong (or not finite), or None when none is."""
     n = len(texts)
-    if "" in texts:  # (a scan in C) empty fields read as NaN; a field saying "nan" stays wrong
-        try:
-            values = np.fromiter(map(float, [f or "nan" for f in texts]), np.float64, count=n)
-        except ValueError:
-            return _numbers_one_by_one(texts)
-        empty = np.fromiter(map(operator.not_, texts), dtype=bool, count=n)
-        wrong = ~(np.isfinite(values) | empty)
-        if wrong.any():
-            values[wrong] = np.nan
-            return values, wrong
-        return values, None
+    # empty fields read as NaN (found by a scan in C); a field saying "nan" stays wrong
+    any_empty = "" in texts
     try:
-        values = np.fromiter(map(float, texts), dtype=np.float64, count=n)
+        parsed = map(float, [f or "nan" for f in texts] if any_empty else texts)
+        values = np.fromiter(parsed, dtype=np.float64, count=n)
     except ValueError:
         return _numbers_one_by_one(texts)
-    finite = np.isfinite(values)
-    if finite.all():
+    fine = np.isfinite(values)
+    if any_empty:
+        fine |= np.fromiter(map(operator.not_, texts), dtype=bool, count=n)
+    if fine.all():
         return values, None
-    return np.where(finite, values, np.nan), ~finite
+    values[~fine] = np.nan
+    return values, ~fine
 
 
 def _numbers_one_by_one(texts: Sequence[str]) -> tuple[FloatArray, BoolArray | None]:
