@@ -78,21 +78,22 @@ def test_a_few_cell_sigma_covers_its_nested_errors(dev: Table, shell: SohModel, 
 
 
 def test_the_widening_only_ever_widens_and_leaves_the_estimate(dev: Table, shell: SohModel) -> None:
-    cal = _calibration(dev, 8)
+    cal = _calibration(dev, 9)
     assert shell.prior is not None
     chosen = _choose_model(NEW, _design_rows(cal), shell.prior, SETTINGS, None)
     model = shell.calibrate_new_design(NEW, *_args(cal))
     widened = model.models[NEW]
     factor = widened.sigma_values / chosen.sigma_values
     assert np.allclose(factor, factor[0])
-    # on these LMO-10Ah cells the choice's own out-of-fold errors were too optimistic
+    # on these 9 LMO-10Ah cells (a kernel model) the choice's own out-of-fold errors were too
+    # optimistic (on 8 they were not: no widening, which this test would not exercise)
     assert factor[0] > 1.0
     assert np.array_equal(widened.linear_weights, chosen.linear_weights)
     assert np.array_equal(widened.rbf_weights, chosen.rbf_weights)
     # what the nested errors say, times the t factor of the calibration's cells
     errors, sigma = _nested_errors_and_sigma(shell, cal, model)
     z90 = np.quantile(errors / (sigma / factor[0]), 0.9)
-    assert factor[0] == pytest.approx(z90 * _few_cells_factor(8) / Z90)
+    assert factor[0] == pytest.approx(z90 * _few_cells_factor(9) / Z90)
 
 
 def test_a_design_with_enough_cells_is_not_rechecked(dev: Table) -> None:

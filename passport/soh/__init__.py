@@ -141,6 +141,7 @@ def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
     sigma widens for rows unlike the training rows (`novelty_widening_max`, the factor at the
     last novelty knot, past which it grows in proportion to novelty, even from a factor of 1;
     `novelty_growth`: whether it has knots at all; without them, never;
+    `kernel`: the radial basis function of its kernel models, null for a linear model;
     `slope_uncertainty`: sigma carries the slopes' own uncertainty, growing with a row's
     distance from the calibration rows, without bound)."""
     out: dict[str, dict[str, object]] = {}
@@ -148,6 +149,7 @@ def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
         s = m.summary
         out[name] = {
             "kind": s.kind,
+            "kernel": m.kernel if len(m.centres) else None,
             "cells": s.n_cells,
             "rows": s.n_rows,
             "cv_mae_points": round(100 * s.cv_mae, 3),
@@ -160,9 +162,7 @@ def model_summary(model: SohModel) -> dict[str, dict[str, object]]:
             "u_window_v": list(m.u_window),
             "u_columns": [U_COLUMNS[i] for i in m.u_columns],
             "row_correlation": round(m.row_correlation, 3),
-            "novelty_widening_max": round(
-                max(float(k.novelty_factors.max(initial=1.0)) for k in (m, *m.by_width)), 3
-            ),
+            "novelty_widening_max": round(m.widest_novelty_factor(), 3),
             "novelty_growth": any(len(k.novelty_knots) for k in (m, *m.by_width)),
             "slope_uncertainty": bool(len(m.slope_covariance)),
             "warnings": _warnings(m, model.settings),

@@ -50,6 +50,12 @@ class SohModelError(InputError, ValueError):
 KIND_KERNEL = "kernel"
 KIND_PRIOR = "prior-shrunk"
 
+# radial basis functions of t = gamma |e - c|^2: exp(-t) (model files before session 19) and
+# 1 / (1 + t), which needs no exponential at inference
+KERNEL_GAUSS = "gauss"
+KERNEL_CAUCHY = "cauchy"
+KERNELS = (KERNEL_GAUSS, KERNEL_CAUCHY)
+
 
 def _feature_digest() -> str:
     """Digest of the feature definitions: a model trained on other definitions is refused."""
@@ -71,6 +77,11 @@ class FitSettings:
     the training cells."""
 
     n_centres: int = 128
+    # the radial basis function (`KERNELS`): the Cauchy profile 1 / (1 + t) scores as exp(-t)
+    # did (mean MAE over fold seeds 0 / 1 / 2: 2.199 / 2.182 / 2.118 against 2.212 / 2.181 /
+    # 2.119) and costs one float32 division instead of an exponential at inference
+    # (docs/soh-accuracy.md, "The Cauchy kernel")
+    kernel: str = KERNEL_CAUCHY
     # a per-width model's centres: it learns from one width's rows (a quarter of an LFP design's),
     # and at 64 instead of 128 centres the mean MAE over fold seeds 0 / 1 / 2 moved 2.205 /
     # 2.164 / 2.120 -> 2.212 / 2.181 / 2.119 while an estimate took 19 % less time on an AVX2
@@ -135,9 +146,14 @@ def _sq_dist(E: FloatArray, C: FloatArray) -> FloatArray:
     return out
 
 
-def _rbf(E: FloatArray, C: FloatArray, gamma: float) -> FloatArray:
-    out: FloatArray = np.exp(-gamma * _sq_dist(E, C))
+def rbf_profile(t: FloatArray, kernel: str) -> FloatArray:
+    """The radial basis function of t = gamma |e - c|^2 (`KERNELS`)."""
+    out: FloatArray = 1.0 / (1.0 + t) if kernel == KERNEL_CAUCHY else np.exp(-t)
     return out
+
+
+def _rbf(E: FloatArray, C: FloatArray, gamma: float, kernel: str) -> FloatArray:
+    return rbf_profile(gamma * _sq_dist(E, C), kernel)
 
 
 def _novelty(E: FloatArray, C: FloatArray, gamma: float) -> FloatArray:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from passport.soh._base import SohModelError
+from passport.soh._base import KERNELS, SohModelError
 from passport.soh.features import FEATURE_NAMES, N_U, WIDTH_FEATURE, required_columns
 
 if TYPE_CHECKING:  # _params imports this module
@@ -22,8 +22,8 @@ ARRAYS = (
 
 def check_design(m: DesignModel) -> None:
     """Everything the estimate relies on, refused with the field named: shapes consistent, every
-    number finite, scales, sigmas, rating and gamma positive, knots increasing, ranges ordered,
-    and the U columns the features need among `u_columns`."""
+    number finite, a known kernel, scales, sigmas, rating and gamma positive, knots increasing,
+    ranges ordered, and the U columns the features need among `u_columns`."""
     where = f"design {m.design!r}"
 
     def fail(field: str, what: str) -> SohModelError:
@@ -62,6 +62,8 @@ def check_design(m: DesignModel) -> None:
         raise fail("rated_ah", "must be positive")
     if m.width_range_ms[0] <= 0:
         raise fail("width_range_ms", "must be positive")
+    if not isinstance(m.kernel, str) or m.kernel not in KERNELS:
+        raise fail("kernel", f"must be one of {', '.join(KERNELS)}, not {m.kernel!r}")
     if m.gamma < 0 or (len(m.centres) and m.gamma == 0):
         raise fail("gamma", "must be positive")
     if not np.all(m.feature_scale > 0):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from passport.soh._base import _WIDTH_INDEX, FloatArray, IntArray, SohModelError
+from passport.soh._base import _WIDTH_INDEX, KERNEL_CAUCHY, FloatArray, IntArray, SohModelError
 from passport.soh._params import DesignModel
 from passport.soh.features import COEF, FEATURE_NAMES, RESISTANCE
 
@@ -22,9 +22,12 @@ class Folded:
     about the centre of the voltage window, then the steps between consecutive required ones,
     taken in float64 and only then rounded to float32), X = [D, log10(width) - w_ref, 1] (and,
     for a row whose rating is not the design's, also D / rated_ah and 1 / rated_ah), the
-    embedding is E = X @ G, carried with two spare columns [-gamma |e|^2, 1] so that the RBF
-    exponents are one product with the centres and the linear part plus intercept another.
-    The largest exponent of a row is minus its novelty (`_base._novelty`), which widens sigma.
+    embedding is E = X @ G, carried with two spare columns [-gamma |e|^2, 1] so that
+    -(offset + t) per centre, t = gamma |e - c|^2, is one product with the centres and the
+    linear part plus intercept another. A Gaussian model's RBF is exp of that (offset 0); a
+    Cauchy model's, 1 / (1 + t), is -1 divided by it (offset 1, folded into the centres'
+    constant row). The largest of a row's -(offset + t) is minus its novelty plus offset
+    (`_base._novelty`), which widens sigma.
 
     Precision: every feature is a short sum of voltage steps, so float32 rounding of the steps
     (mV to 100s of mV) costs ~1e-7 of a feature's own size, where rounding the voltages
@@ -48,7 +51,8 @@ class Folded:
     G_fast: npt.NDArray[np.float32]  # (q + 2, r + 2): rows of the design's own rating
     G_any: npt.NDArray[np.float32]  # (2q + 3, r + 2): any rating
     minus_gamma: float
-    centres_t: npt.NDArray[np.float32]  # (m, r + 2): [2 gamma C^T; 1; -gamma |c|^2]^T
+    centres_t: npt.NDArray[np.float32]  # (m, r + 2): [2 gamma C^T; 1; -gamma |c|^2 - offset]^T
+    offset: float  # 1 for a Cauchy model, 0 for a Gaussian one
     rbf_weights: npt.NDArray[np.float32]
     linear: npt.NDArray[np.float32]  # (r + 2,): [linear weights, 0, intercept]
     lo_u: float  # accepted voltages
@@ -114,7 +118,9 @@ def _fold(m: DesignModel, rating_tolerance: float) -> Folded:
     G_any = spare(np.vstack([Gv, Gr, g_r, g_w, c]), True)
     mg = m.gamma
     C = m.centres
-    centres = np.vstack([2.0 * mg * C.T, np.ones((1, len(C))), -mg * (C * C).sum(1)[None, :]])
+    offset = 1.0 if m.kernel == KERNEL_CAUCHY else 0.0
+    constant = -mg * (C * C).sum(1)[None, :] - offset
+    centres = np.vstack([2.0 * mg * C.T, np.ones((1, len(C))), constant])
     linear = np.concatenate([m.linear_weights, [0.0, m.intercept]])
     span = (int(cols[0]), int(cols[-1]) + 1) if q and np.all(np.diff(cols) == 1) else None
     f32 = np.float32
@@ -128,6 +134,7 @@ def _fold(m: DesignModel, rating_tolerance: float) -> Folded:
         G_any=np.ascontiguousarray(G_any, dtype=f32),
         minus_gamma=-mg,
         centres_t=np.ascontiguousarray(centres.T, dtype=f32),
+        offset=offset,
         rbf_weights=np.ascontiguousarray(m.rbf_weights, dtype=f32),
         linear=np.ascontiguousarray(linear, dtype=f32),
         lo_u=m.u_window[0],

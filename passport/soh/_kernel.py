@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from passport.soh._base import (
+    KERNEL_GAUSS,
     KIND_KERNEL,
     FitSettings,
     FloatArray,
@@ -36,12 +37,13 @@ class _Basis:
     centres: FloatArray
     gamma: float
     whiten: FloatArray  # K(C, C)^(-1/2): Nystroem features
+    kernel: str
 
     def embed(self, F: FloatArray) -> FloatArray:
         return ((F - self.mean) / self.scale) @ self.projection
 
     def design_matrix(self, E: FloatArray) -> FloatArray:
-        return np.hstack([_rbf(E, self.centres, self.gamma) @ self.whiten, E])
+        return np.hstack([_rbf(E, self.centres, self.gamma, self.kernel) @ self.whiten, E])
 
     def novelty(self, E: FloatArray) -> FloatArray:
         return _novelty(E, self.centres, self.gamma)
@@ -70,6 +72,7 @@ def _basis(
     y: FloatArray | None = None,
     ocv_column: int | None = None,
     stretch_alpha: float = 1e-3,
+    kernel: str = KERNEL_GAUSS,
 ) -> _Basis:
     mean = F.mean(0)
     scale = F.std(0)
@@ -99,10 +102,10 @@ def _basis(
     m = min(n_centres, len(E))
     centres = E[np.sort(np.random.default_rng(seed).choice(len(E), m, replace=False))]
     gamma = gamma_scale / F.shape[1]
-    K = _rbf(centres, centres, gamma)
+    K = _rbf(centres, centres, gamma, kernel)
     ev, V = np.linalg.eigh(K)
     ev = np.maximum(ev, 1e-6 * ev.max())
-    return _Basis(mean, scale, projection, centres, gamma, V / np.sqrt(ev))
+    return _Basis(mean, scale, projection, centres, gamma, V / np.sqrt(ev), kernel)
 
 
 def _ridge_path(
@@ -162,6 +165,7 @@ def _select(
                 y[train],
                 ocv_column,
                 settings.stretch_alpha,
+                settings.kernel,
             )
             A_train = basis.design_matrix(basis.embed(F[train]))
             coef, a_mean, y_mean = _ridge_path(A_train, y[train], alphas)
@@ -233,6 +237,7 @@ def _fit_kernel_design(
         soh,
         ocv_column,
         settings.stretch_alpha,
+        settings.kernel,
     )
     E = basis.embed(F)
     A = basis.design_matrix(E)
@@ -270,6 +275,7 @@ def _fit_kernel_design(
         projection=basis.projection,
         centres=basis.centres,
         gamma=basis.gamma,
+        kernel=basis.kernel,
         rbf_weights=rbf_weights,
         linear_weights=beta[m:],
         intercept=intercept,

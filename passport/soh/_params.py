@@ -12,11 +12,13 @@ from typing import Any
 import numpy as np
 
 from passport.soh._base import (
+    KERNEL_GAUSS,
     BoolArray,
     FloatArray,
     SohModelError,
     _sq_dist,
     novelty_factor,
+    rbf_profile,
 )
 from passport.soh._checks import ARRAYS as _ARRAYS
 from passport.soh._checks import check_design as _check_design
@@ -60,7 +62,8 @@ class DesignModel:
     """One design's estimator. Arrays are read-only; `to_dict` gives their JSON form.
 
     features: z = (features(U)[names] - mean) / scale; e = z @ projection;
-    soh = exp(-gamma |e - centre|^2) @ rbf_weights + e @ linear_weights + intercept, clipped;
+    soh = k(gamma |e - centre|^2) @ rbf_weights + e @ linear_weights + intercept, clipped, where
+    k(t) = 1 / (1 + t) for kernel "cauchy", exp(-t) for "gauss" (`_base.rbf_profile`);
     sigma = interp(soh, sigma_knots, sigma_values), times novelty_factor(novelty, novelty_knots,
     novelty_factors) when the model has novelty knots (`_base.novelty_factor`: interpolated
     between the knots, past the last one in proportion to novelty), where novelty = min over
@@ -102,6 +105,8 @@ class DesignModel:
     # posterior covariance of linear_weights, (r, r), for calibrations held to the pooled prior;
     # (0, 0): none (every other model, and files written before it existed)
     slope_covariance: FloatArray = _field(default_factory=lambda: np.zeros((0, 0)))
+    # the radial basis function (`_base.KERNELS`); "gauss" in files written before it existed
+    kernel: str = KERNEL_GAUSS
 
     def __post_init__(self) -> None:
         for name in _ARRAYS:
@@ -126,6 +131,11 @@ class DesignModel:
             raise SohModelError(f"design {self.design!r}: row_correlation must be in [0, 1]")
         object.__setattr__(self, "row_correlation", float(rho))
 
+    def widest_novelty_factor(self) -> float:
+        """sigma's factor at the last novelty knot of this model or its per-width models (1
+        without knots); past it, the factor grows in proportion to novelty."""
+        return max(float(k.novelty_factors.max(initial=1.0)) for k in (self, *self.by_width))
+
     def reference_estimate(
         self, U: FloatArray, rated_ah: FloatArray, width_ms: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
@@ -146,7 +156,7 @@ class DesignModel:
         soh = E @ self.linear_weights + self.intercept
         d2 = _sq_dist(E, self.centres) if len(self.centres) else np.zeros((len(E), 0))
         if len(self.centres):
-            soh += np.exp(-self.gamma * d2) @ self.rbf_weights
+            soh += rbf_profile(self.gamma * d2, self.kernel) @ self.rbf_weights
         soh = np.clip(soh, *self.soh_clip)
         sigma = np.interp(soh, self.sigma_knots, self.sigma_values)
         if len(self.novelty_knots):
@@ -184,6 +194,7 @@ class DesignModel:
             "novelty_knots": self.novelty_knots.tolist(),
             "novelty_factors": self.novelty_factors.tolist(),
             "slope_covariance": self.slope_covariance.tolist(),
+            "kernel": self.kernel,
         }
 
     @classmethod
@@ -225,6 +236,8 @@ class DesignModel:
                 novelty_factors=np.array(d.get("novelty_factors", []), dtype=np.float64),
                 # absent in files written before it existed: no slope term
                 slope_covariance=np.array(d.get("slope_covariance") or np.zeros((0, 0))),
+                # absent in files written before it existed: exp(-t)
+                kernel=d.get("kernel", KERNEL_GAUSS),
             )
         except SohModelError:
             raise
@@ -308,6 +321,7 @@ _DESIGN_KEYS = frozenset(
         "feature_mean", "feature_scale", "projection", "centres", "gamma", "rbf_weights",
         "linear_weights", "intercept", "soh_clip", "sigma_knots", "sigma_values", "summary",
         "by_width", "row_correlation", "novelty_knots", "novelty_factors", "slope_covariance",
+        "kernel",
     }
 )  # fmt: skip
 

@@ -44,6 +44,8 @@ import numpy.typing as npt
 
 from passport.soh._base import (
     FEATURE_DIGEST,
+    KERNEL_GAUSS,
+    KERNELS,
     KIND_KERNEL,
     KIND_PRIOR,
     Z90,
@@ -297,6 +299,7 @@ class SohModel:
             )
         try:
             raw: dict[str, Any] = dict(d["settings"])
+            raw.setdefault("kernel", KERNEL_GAUSS)  # a file written before it existed
             kwargs: dict[str, Any] = {
                 k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()
             }
@@ -310,6 +313,8 @@ class SohModel:
         span = settings.narrow_span
         if isinstance(span, bool) or not isinstance(span, int | float) or not 0.0 <= span <= 1.0:
             raise SohModelError("bad SoH model: settings: narrow_span must be a number in [0, 1]")
+        if not isinstance(settings.kernel, str) or settings.kernel not in KERNELS:
+            raise SohModelError(f"bad SoH model: settings: kernel must be one of {KERNELS}")
         for name in ("n_centres", "width_centres"):  # used when a new design is calibrated
             count = getattr(settings, name)
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
