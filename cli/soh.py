@@ -365,7 +365,7 @@ def show(
         if m.by_width:
             widths += f" ({len(m.by_width)} own)"
         needs = f"U{m.u_columns[0] + 1}-U{m.u_columns[-1] + 1}" if m.u_columns else "-"
-        wider = float(summary[name]["novelty_widening_max"])  # type: ignore[arg-type]
+        wider = m.widest_novelty_factor()  # not the JSON's 3 decimals: rounded once
         widens = f"x{wider:.2f}+" if summary[name]["novelty_growth"] else "-"
         if summary[name]["slope_uncertainty"]:
             widens = "slopes"
