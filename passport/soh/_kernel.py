@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from passport.soh._base import (
-    KERNEL_GAUSS,
     KIND_KERNEL,
     FitSettings,
     FloatArray,
@@ -72,7 +71,8 @@ def _basis(
     y: FloatArray | None = None,
     ocv_column: int | None = None,
     stretch_alpha: float = 1e-3,
-    kernel: str = KERNEL_GAUSS,
+    *,
+    kernel: str,
 ) -> _Basis:
     mean = F.mean(0)
     scale = F.std(0)
@@ -165,7 +165,7 @@ def _select(
                 y[train],
                 ocv_column,
                 settings.stretch_alpha,
-                settings.kernel,
+                kernel=settings.kernel,
             )
             A_train = basis.design_matrix(basis.embed(F[train]))
             coef, a_mean, y_mean = _ridge_path(A_train, y[train], alphas)
@@ -237,7 +237,7 @@ def _fit_kernel_design(
         soh,
         ocv_column,
         settings.stretch_alpha,
-        settings.kernel,
+        kernel=settings.kernel,
     )
     E = basis.embed(F)
     A = basis.design_matrix(E)

@@ -232,4 +232,5 @@ def _calibrate(
         sigma_values=np.array([sigma]),
         summary=summary,
         slope_covariance=slope_covariance,
+        kernel=settings.kernel,  # no RBF: the settings' kernel, so that the file reads alike
     )
