@@ -4,10 +4,10 @@ Why (Gaussian models, the kernel of model files before session 19; the Cauchy RB
 of newer ones is subnormal only for hostile rows, t > 1e37): a row far from an RBF centre
 has an exponent between -104 and -87, whose float32 exp() is subnormal, and every SIMD
 instruction that makes or reads a subnormal takes a microcode assist (exp over such values
-runs 13 times slower; so does the weighted sum that reads them). About
-1 % of a mixed chunk's exponents fall there, and they cost a tenth of the inference time.
-With the SSE control register's FTZ and DAZ bits set they are zero instead (they would add less
-than 1e-30 to an estimate: the outputs are the same), at full speed.
+runs 13 times slower; so does the weighted sum that reads them). About 1 % of a mixed chunk's
+exponents fall there, and they cost a tenth of the inference time. With the SSE control
+register's FTZ and DAZ bits set they are zero instead (they would add less than 1e-30 to an
+estimate: the outputs are the same), at full speed.
 
 The register belongs to the calling thread and is set through glibc's fegetmode/fesetmode
 (femode_t: the x87 control word and MXCSR; exception flags are left alone). The thread's
