@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from passport.soh._infer import _design_codes, _steps
+from passport.soh._infer import NameIndex, _design_codes, _steps
 
 NAMES = ["LFP-20Ah", "LMO-10Ah", "NMC-21Ah"]
 ROWS = ["LMO-10Ah", "LFP-20Ah", "NMC-99Ah", "LFP-20Ah", "NMC-21Ah", "LMO-10Ah"] * 50
@@ -55,10 +55,43 @@ CASES: list[tuple[str, Callable[[], np.ndarray]]] = [
 ]
 
 
+def one_slot() -> NameIndex:
+    """Every pointer in the first name's slot: the others are found by their look-up."""
+    index = NameIndex(NAMES)
+    index.mask, index.slots = 0, np.zeros(1, dtype=np.int16)
+    return index
+
+
+def no_table() -> NameIndex:
+    """No mask gave each name a slot of its own: one comparison per name."""
+    index = NameIndex(NAMES)
+    index.slots = None
+    return index
+
+
+# (name, the index of NAMES): every way of finding a row's name gives the same codes
+INDEXES: list[tuple[str, Callable[[], NameIndex]]] = [
+    ("slot table", lambda: NameIndex(NAMES)),
+    ("one slot for all", one_slot),
+    ("no slot table", no_table),
+]
+
+
+@pytest.mark.parametrize("index", [c for _, c in INDEXES], ids=[n for n, _ in INDEXES])
 @pytest.mark.parametrize("make", [c for _, c in CASES], ids=[n for n, _ in CASES])
-def test_design_codes(make: Callable[[], np.ndarray]) -> None:
+def test_design_codes(make: Callable[[], np.ndarray], index: Callable[[], NameIndex]) -> None:
     design = make()
-    np.testing.assert_array_equal(_design_codes(design, NAMES), expected(design.tolist()))
+    np.testing.assert_array_equal(_design_codes(design, index()), expected(design.tolist()))
+
+
+def test_name_index_gives_each_name_its_own_slot() -> None:
+    names = [f"design-{i}" for i in range(40)]
+    index = NameIndex(names)
+    assert index.slots is not None
+    pointers = np.array([id(sys.intern(n)) for n in names], dtype=np.uintp)
+    np.testing.assert_array_equal(index.slots[(pointers >> 4) & index.mask], np.arange(40))
+    assert index.index("design-7") == 7
+    assert index.index("design-99") == 40
 
 
 def test_design_codes_without_identity_matching(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,7 +101,9 @@ def test_design_codes_without_identity_matching(monkeypatch: pytest.MonkeyPatch)
     fake = SimpleNamespace(intern=sys.intern, implementation=SimpleNamespace(name="pypy"))
     monkeypatch.setattr(_infer, "sys", fake)
     design = mixed(ROWS)
-    np.testing.assert_array_equal(_design_codes(design, NAMES), expected(design.tolist()))
+    np.testing.assert_array_equal(
+        _design_codes(design, NameIndex(NAMES)), expected(design.tolist())
+    )
 
 
 def test_design_codes_leave_the_array_and_its_objects_as_they_were() -> None:
@@ -77,10 +112,11 @@ def test_design_codes_leave_the_array_and_its_objects_as_they_were() -> None:
     design = interned(ROWS)
     before = design.copy()
     first = design[0]
-    _design_codes(design, NAMES)
+    index = NameIndex(NAMES)
+    _design_codes(design, index)
     refs = sys.getrefcount(first)
     for _ in range(50):
-        _design_codes(design, NAMES)
+        _design_codes(design, index)
     assert sys.getrefcount(first) == refs
     assert all(a is b for a, b in zip(design, before, strict=True))
 

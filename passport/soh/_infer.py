@@ -18,7 +18,10 @@ from passport.soh._fold import Folded, fold_design
 from passport.soh._fpu import flush_subnormals
 from passport.soh._params import DesignModel, same_width
 
-_CHUNK = 2_048  # rows per block at inference: the (centres x rows) exponents stay in L2
+# rows per block at inference. Each block costs about 60 us of calls whatever its size (on a
+# Zen 3 core), so fewer, larger blocks won: 5 % faster than 2,048 on Zen 3 (512 KB of L2),
+# though 2-3 % slower on Zen 4 in session 18 (the products' operands spill out of L2 either way)
+_CHUNK = 4_096
 
 _OK, _RANGE, _MISSING, _NO_MODEL = range(4)
 
@@ -53,9 +56,8 @@ def _estimate_block(
         X[:, 2 * q] = inv
         X[:, 2 * q + 1] = lw
         X[:, 2 * q + 2] = 1.0
-    # (rows, r + 2) = X @ G, then (centres, rows) = centres @ E.T: on blocks of _CHUNK rows
-    # both stay in cache (a third faster than on blocks of 32k; 2-3 % faster than on 4k, whose
-    # 2 MB of exponents spill out of a 2 MB L2)
+    # (rows, r + 2) = X @ G, then (centres, rows) = centres @ E.T, on blocks of _CHUNK rows
+    # (a third faster than on blocks of 32k)
     E = X @ G
     r = E.shape[1] - 2
     E[:, r] = k.minus_gamma * np.einsum("ij,ij->i", E[:, :r], E[:, :r])
@@ -109,14 +111,45 @@ def _steps(k: Folded, rows_u: FloatArray, U: FloatArray, out: npt.NDArray[np.flo
         np.subtract(U[:, 1:], U[:, :-1], out=out, casting="same_kind")
 
 
-def _design_codes(design: npt.NDArray[Any], names: list[str]) -> npt.NDArray[np.int16]:
+class NameIndex:
+    """A model's design names, and a table that finds them by their interned objects'
+    addresses (on CPython an object's id is its address): a row's slot is bits 4 and up of its
+    pointer (objects are 16-byte aligned), masked to the fewest bits, up to 16, that give each
+    name a slot of its own; the name's id is then compared to confirm. Five passes over the
+    pointers, a third of the cost of one comparison and one masked assignment per name. None
+    when no such mask exists: then one comparison per name. The interned names are held here,
+    so their addresses stay theirs while the model lives."""
+
+    __slots__ = ("ids", "mask", "names", "slots")
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = [sys.intern(name) for name in names]
+        # the ids, and 0 (no object's) for len(names): a row in no name's slot
+        self.ids = np.array([id(name) for name in self.names] + [0], dtype=np.uintp)
+        self.mask = 0
+        self.slots: npt.NDArray[np.int16] | None = None
+        hashed = self.ids[:-1] >> 4
+        for bits in range(1, 17):
+            mask = (1 << bits) - 1
+            if len(np.unique(hashed & mask)) == len(names):
+                self.mask = mask
+                self.slots = np.full(mask + 1, len(names), dtype=np.int16)
+                self.slots[hashed & mask] = np.arange(len(names), dtype=np.int16)
+                break
+
+    def index(self, name: str) -> int:
+        """The name's index, len(names) for any other."""
+        return self.names.index(name) if name in self.names else len(self.names)
+
+
+def _design_codes(design: npt.NDArray[Any], names: NameIndex) -> npt.NDArray[np.int16]:
     """Index into `names` per row, len(names) for any other design. A fixed-width string array
     is compared per name (vectorised). An object array is matched by identity first (below),
     and the rows left over by one dict look-up each (much faster than np.unique, which
     sorts)."""
     if design.dtype.kind == "U":
-        codes = np.full(len(design), len(names), dtype=np.int16)
-        for i, name in enumerate(names):
+        codes = np.full(len(design), len(names.names), dtype=np.int16)
+        for i, name in enumerate(names.names):
             codes[design == name] = i
         return codes
     if (
@@ -125,28 +158,33 @@ def _design_codes(design: npt.NDArray[Any], names: list[str]) -> npt.NDArray[np.
         or not design.flags.c_contiguous
         or sys.implementation.name != "cpython"  # where an object's id is not its address
     ):
-        return _codes_by_lookup(design, names)
+        return _codes_by_lookup(design, names.names)
     codes = _codes_by_identity(design, names)
-    rest = np.flatnonzero(codes == len(names))
+    rest = np.flatnonzero(codes == len(names.names))
     if len(rest):
-        codes[rest] = _codes_by_lookup(design[rest], names)
+        codes[rest] = _codes_by_lookup(design[rest], names.names)
     return codes
 
 
-def _codes_by_identity(design: npt.NDArray[Any], names: list[str]) -> npt.NDArray[np.int16]:
-    """Rows holding the interned object of a design name, found by comparing the array's
-    object pointers (read, never written, through its buffer address) with the interned
-    names' ids (on CPython an object's id is its address): one integer comparison per row and
-    name, a third of the cost of a dict look-up per row. Rows read by passport.soh.io hold
+def _codes_by_identity(design: npt.NDArray[Any], names: NameIndex) -> npt.NDArray[np.int16]:
+    """Rows holding the interned object of a design name, found by the array's object
+    pointers (read, never written, through its buffer address), through the slot table of
+    `names` or else by comparing with each name's id. Rows read by passport.soh.io hold
     interned names; rows that hold other objects match nothing and are looked up."""
     n = len(design)
     address = design.__array_interface__["data"][0]
     pointers = np.frombuffer(
         memoryview((ctypes.c_size_t * n).from_address(address)), dtype=np.uintp
     )
-    codes = np.full(n, len(names), dtype=np.int16)
-    for i, name in enumerate(names):
-        codes[pointers == id(sys.intern(name))] = i
+    if names.slots is not None:
+        hashed = pointers >> 4
+        hashed &= names.mask
+        codes: npt.NDArray[np.int16] = names.slots[hashed]
+        codes[names.ids[codes] != pointers] = len(names.names)  # another object in the slot
+        return codes
+    codes = np.full(n, len(names.names), dtype=np.int16)
+    for i, name_id in enumerate(names.ids[:-1].tolist()):
+        codes[pointers == name_id] = i
     return codes
 
 
@@ -171,7 +209,7 @@ class CompiledModel:
     entry standing for no model (NaN: every test fails), so that the width and rating checks
     of a whole chunk are a few gathers and comparisons instead of a dozen calls per block."""
 
-    names: list[str]
+    names: NameIndex
     models: tuple[Folded, ...]
     first_model: npt.NDArray[np.int16]  # per design name, then len(models): no model
     # per design index with per-width models: their widths (ascending) and model numbers
@@ -202,7 +240,7 @@ def compile_model(models: Mapping[str, DesignModel], rating_tolerance: float) ->
         return np.array([getattr(k, attr) for k in flat] + [math.nan], dtype=np.float64)
 
     return CompiledModel(
-        list(models), tuple(flat), np.array(first, dtype=np.int16), widths,
+        NameIndex(list(models)), tuple(flat), np.array(first, dtype=np.int16), widths,
         table("rated_ah"), table("lo_w"), table("hi_w"), table("lo_ah"), table("hi_ah"),
         table("w_ref"),
     )  # fmt: skip
@@ -216,14 +254,14 @@ def _model_index(
     n = len(design)
     first = design[0]
     if bool((design[:256] == first).all()) and bool((design == first).all()):
-        i = cm.names.index(str(first)) if str(first) in cm.names else len(cm.names)
+        i = cm.names.index(str(first))
         which = np.full(n, cm.first_model[i], dtype=np.int16)
         codes: npt.NDArray[np.int16] | None = None
-        mine = [i] if i < len(cm.names) else []
+        mine = [i] if i < len(cm.names.names) else []
     else:
         codes = _design_codes(design, cm.names)
         which = cm.first_model[codes]
-        mine = list(range(len(cm.names)))
+        mine = list(range(len(cm.names.names)))
     for i in mine:
         if i in cm.widths:
             widths, models = cm.widths[i]
