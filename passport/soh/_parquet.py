@@ -1,12 +1,13 @@
 """Parquet tables read as their CSV export, so every reader, check and error code of the CSV path
 applies unchanged: record batches are rendered to CSV text by Arrow (numbers in their shortest
-round-trip form, nulls empty) and handed to `csv.reader` line by line. Line N is row N - 1 of
-the table (line 1 is the header), as in the CSV export. Memory stays bounded by the writer's
-row-group size (Arrow decodes a row group's column chunks; about 1 KB per row of 45 double
-columns here) plus one record batch. Page checksums are verified where the writer stored them
-(Parquet makes them optional; without them a damaged page reads as other numbers, which the
-estimator's range checks catch only when they fall outside the design's window). pyarrow is
-optional (`pip install 'battery-passport[parquet]'`)."""
+round-trip form, nulls empty) and handed to `csv.reader` line by line. Line N is row N - 1 of the
+table (line 1 is the header), as in the CSV export. Column chunks are streamed (no pre-buffering,
+1 MiB reads), so memory does not follow the writer's row-group size: 287 MB peak for `passport
+soh estimate` on 1,000,000 rows in groups of 65,536, 322 MB in one group, 328 MB for 3,000,000
+rows in one group (session 20). Page checksums are verified where the writer stored them (Parquet
+makes them optional; without them a damaged page reads as other numbers, which the estimator's
+range checks catch only when they fall outside the design's window). pyarrow is optional
+(`pip install 'battery-passport[parquet]'`)."""
 
 from __future__ import annotations
 
