@@ -84,6 +84,14 @@ def test_design_codes(make: Callable[[], np.ndarray], index: Callable[[], NameIn
     np.testing.assert_array_equal(_design_codes(design, index()), expected(design.tolist()))
 
 
+def test_name_index_of_numpy_strings() -> None:
+    """Names given as numpy.str_ (a str subclass, which sys.intern refuses) are held as str."""
+    index = NameIndex([np.str_(n) for n in NAMES])
+    assert all(type(n) is str for n in index.names)
+    design = mixed(ROWS)
+    np.testing.assert_array_equal(_design_codes(design, index), expected(design.tolist()))
+
+
 def test_name_index_gives_each_name_its_own_slot() -> None:
     names = [f"design-{i}" for i in range(40)]
     index = NameIndex(names)

@@ -123,7 +123,8 @@ class NameIndex:
     __slots__ = ("ids", "mask", "names", "slots")
 
     def __init__(self, names: list[str]) -> None:
-        self.names = [sys.intern(name) for name in names]
+        # plain str: a str subclass (numpy.str_, from a caller's array) cannot be interned
+        self.names = [sys.intern(str(name)) for name in names]
         # the ids, and 0 (no object's) for len(names): a row in no name's slot
         self.ids = np.array([id(name) for name in self.names] + [0], dtype=np.uintp)
         self.mask = 0
