@@ -18,9 +18,9 @@ from passport.soh._fold import Folded, fold_design
 from passport.soh._fpu import flush_subnormals
 from passport.soh._params import DesignModel, same_width
 
-# rows per block at inference. Each block costs about 60 us of calls whatever its size (on a
-# Zen 3 core), so fewer, larger blocks won: 5 % faster than 2,048 on Zen 3 (512 KB of L2),
-# though 2-3 % slower on Zen 4 in session 18 (the products' operands spill out of L2 either way)
+# rows per block at inference. A block costs about 60 us of numpy calls whatever its rows (on
+# a Zen 3 core), so fewer, larger blocks won there: 5 % faster than 2,048 (session 20), though
+# session 18 found 4,096 2-3 % slower than 2,048 on a Zen 4 core with the Gaussian kernel
 _CHUNK = 4_096
 
 _OK, _RANGE, _MISSING, _NO_MODEL = range(4)
@@ -116,9 +116,9 @@ class NameIndex:
     addresses (on CPython an object's id is its address): a row's slot is bits 4 and up of its
     pointer (objects are 16-byte aligned), masked to the fewest bits, up to 16, that give each
     name a slot of its own; the name's id is then compared to confirm. Five passes over the
-    pointers, a third of the cost of one comparison and one masked assignment per name. None
-    when no such mask exists: then one comparison per name. The interned names are held here,
-    so their addresses stay theirs while the model lives."""
+    pointers, a third of the cost of one comparison and one masked assignment per name.
+    `slots` is None when no such mask exists: then one comparison per name. The interned names
+    are held here, so their addresses stay theirs while the model lives."""
 
     __slots__ = ("ids", "mask", "names", "slots")
 
