@@ -3,6 +3,8 @@ Named cases, no fitted model."""
 
 from __future__ import annotations
 
+import pickle
+import subprocess
 import sys
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -90,6 +92,21 @@ def test_name_index_of_numpy_strings() -> None:
     assert all(type(n) is str for n in index.names)
     design = mixed(ROWS)
     np.testing.assert_array_equal(_design_codes(design, index), expected(design.tolist()))
+
+
+def test_name_index_is_rebuilt_in_another_process() -> None:
+    """A pickled index (a model sent to a worker process) carries its names, not this
+    process's addresses: unpickled elsewhere, its ids are that process's interned names'."""
+    names = ["design-a-unlikely-elsewhere", "design-b-unlikely-elsewhere"]
+    blob = pickle.dumps(NameIndex(names))
+    script = (
+        "import pickle, sys\n"
+        f"index = pickle.loads({blob!r})\n"
+        "fresh = [id(sys.intern(n)) for n in index.names]\n"
+        "print(index.ids[:-1].tolist() == fresh)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
 
 
 def test_name_index_gives_each_name_its_own_slot() -> None:

@@ -142,6 +142,11 @@ class NameIndex:
         """The name's index, len(names) for any other."""
         return self.names.index(name) if name in self.names else len(self.names)
 
+    def __reduce__(self) -> tuple[type[NameIndex], tuple[list[str]]]:
+        """Pickled (a model sent to another process) as its names alone: the addresses are
+        this process's, and in another one they could be another object's."""
+        return NameIndex, (self.names,)
+
 
 def _design_codes(design: npt.NDArray[Any], names: NameIndex) -> npt.NDArray[np.int16]:
     """Index into `names` per row, len(names) for any other design. A fixed-width string array
