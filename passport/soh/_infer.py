@@ -19,8 +19,9 @@ from passport.soh._fpu import flush_subnormals
 from passport.soh._params import DesignModel, same_width
 
 # rows per block at inference. A block costs about 60 us of numpy calls whatever its rows (on
-# a Zen 3 core), so fewer, larger blocks won there: 5 % faster than 2,048 (session 20), though
-# session 18 found 4,096 2-3 % slower than 2,048 on a Zen 4 core with the Gaussian kernel
+# a Zen 3 core, 512 KB of L2), so fewer, larger blocks won there: 5 % faster than 2,048
+# (session 20). Session 15 had chosen 2,048 on an AVX-512 host with 2 MB of L2 and the
+# Gaussian kernel (2 % faster than 4,096 there: 128 x 2,048 float32 exponents stayed in L2)
 _CHUNK = 4_096
 
 _OK, _RANGE, _MISSING, _NO_MODEL = range(4)
