@@ -139,8 +139,11 @@ class NameIndex:
                 self.slots[hashed & mask] = np.arange(len(names), dtype=np.int16)
                 break
 
+    def __len__(self) -> int:
+        return len(self.names)
+
     def index(self, name: str) -> int:
-        """The name's index, len(names) for any other."""
+        """The name's index, len(self) for any other."""
         return self.names.index(name) if name in self.names else len(self.names)
 
     def __reduce__(self) -> tuple[type[NameIndex], tuple[list[str]]]:
@@ -155,7 +158,7 @@ def _design_codes(design: npt.NDArray[Any], names: NameIndex) -> npt.NDArray[np.
     and the rows left over by one dict look-up each (much faster than np.unique, which
     sorts)."""
     if design.dtype.kind == "U":
-        codes = np.full(len(design), len(names.names), dtype=np.int16)
+        codes = np.full(len(design), len(names), dtype=np.int16)
         for i, name in enumerate(names.names):
             codes[design == name] = i
         return codes
@@ -167,7 +170,7 @@ def _design_codes(design: npt.NDArray[Any], names: NameIndex) -> npt.NDArray[np.
     ):
         return _codes_by_lookup(design, names.names)
     codes = _codes_by_identity(design, names)
-    rest = np.flatnonzero(codes == len(names.names))
+    rest = np.flatnonzero(codes == len(names))
     if len(rest):
         codes[rest] = _codes_by_lookup(design[rest], names.names)
     return codes
@@ -187,9 +190,9 @@ def _codes_by_identity(design: npt.NDArray[Any], names: NameIndex) -> npt.NDArra
         hashed = pointers >> 4
         hashed &= names.mask
         codes: npt.NDArray[np.int16] = names.slots[hashed]
-        codes[names.ids[codes] != pointers] = len(names.names)  # another object in the slot
+        codes[names.ids[codes] != pointers] = len(names)  # another object in the slot
         return codes
-    codes = np.full(n, len(names.names), dtype=np.int16)
+    codes = np.full(n, len(names), dtype=np.int16)
     for i, name_id in enumerate(names.ids[:-1].tolist()):
         codes[pointers == name_id] = i
     return codes
@@ -264,11 +267,11 @@ def _model_index(
         i = cm.names.index(str(first))
         which = np.full(n, cm.first_model[i], dtype=np.int16)
         codes: npt.NDArray[np.int16] | None = None
-        mine = [i] if i < len(cm.names.names) else []
+        mine = [i] if i < len(cm.names) else []
     else:
         codes = _design_codes(design, cm.names)
         which = cm.first_model[codes]
-        mine = list(range(len(cm.names.names)))
+        mine = list(range(len(cm.names)))
     for i in mine:
         if i in cm.widths:
             widths, models = cm.widths[i]
